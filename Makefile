@@ -1,0 +1,39 @@
+# AFEP: `make demo` runs a job on the embedded default, `make test` runs every check.
+SHELL := /bin/bash
+export OMP_WAIT_POLICY := PASSIVE
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= out/demo
+
+.PHONY: install demo test lint unit bench services clean
+
+install: $(BIN)/afep
+
+$(BIN)/afep: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-groups
+	@touch $(BIN)/afep
+
+demo: install
+	$(BIN)/python -m ops.demo_data $(DEMO_OUT)/credit_data.csv
+	$(BIN)/afep run $(DEMO_OUT)/credit_data.csv --target Status --out $(DEMO_OUT) --budget 90 --data-dir $(DEMO_OUT)/.afep
+	$(BIN)/afep jobs replay $$(python3 -c "import json;print(json.load(open('$(DEMO_OUT)/result.json'))['job_id'])") --data-dir $(DEMO_OUT)/.afep --no-traces | tail -25
+
+services:
+	@bash ops/services.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install services lint
+	$(BIN)/python -m pytest -q -x --timeout=600
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .afep out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,110 @@
+"""EventStore adapters on the `eventsourcing` library's process recorders.
+
+The recorder gives us what the port needs: a unique (originator_id,
+originator_version) per event (optimistic concurrency), a global notification
+sequence (the log position) and tracking records committed in the same
+transaction as the events (exactly-once processing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, StoredEvent
+from eventsourcing.persistence import Tracking as EsTracking
+
+from commands.store import ConcurrencyConflict, Tracking
+from domain.envelope import Envelope
+from schemas.codec import envelope_from_json, envelope_to_json
+
+
+class RecorderEventStore:
+    """Shared logic; subclasses build the recorder."""
+
+    def __init__(self, recorder: ProcessRecorder, closer: object) -> None:
+        self._recorder = recorder
+        self._closer = closer
+
+    def append(self, envelopes: Sequence[Envelope], *, tracking: Tracking | None = None) -> list[int]:
+        stored = [
+            StoredEvent(
+                originator_id=e.stream_id,
+                originator_version=e.version,
+                topic=e.event_type,
+                state=envelope_to_json(e),
+            )
+            for e in envelopes
+        ]
+        es_tracking = EsTracking(tracking.processor, tracking.position) if tracking else None
+        if not stored:
+            if es_tracking is not None and es_tracking.notification_id > self.tracking_position(tracking.processor):  # type: ignore[union-attr]
+                self._recorder.insert_tracking(es_tracking)
+            return []
+        try:
+            ids = self._recorder.insert_events(stored, tracking=es_tracking)
+        except IntegrityError as error:
+            raise ConcurrencyConflict(str(error)) from error
+        return list(ids or [])
+
+    def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[Envelope]:
+        rows = self._recorder.select_events(stream_id, gt=after_version or None)
+        return [envelope_from_json(r.topic, str(r.originator_id), r.originator_version, r.state, 0) for r in rows]
+
+    def read_all(self, *, after: int = 0, limit: int = 1000, types: Sequence[str] = ()) -> list[Envelope]:
+        rows = self._recorder.select_notifications(after, limit, topics=tuple(types), inclusive_of_start=False)
+        return [envelope_from_json(r.topic, str(r.originator_id), r.originator_version, r.state, r.id) for r in rows]
+
+    def last_position(self) -> int:
+        return self._recorder.max_notification_id() or 0
+
+    def tracking_position(self, processor: str) -> int:
+        return self._recorder.max_tracking_id(processor) or 0
+
+    def close(self) -> None:
+        close = getattr(self._closer, "close", None)
+        if close is not None:
+            close()
+
+
+class SqliteEventStore(RecorderEventStore):
+    """The embedded default: one SQLite file under the data dir."""
+
+    def __init__(self, path: Path | str) -> None:
+        from eventsourcing.sqlite import SQLiteDatastore, SQLiteProcessRecorder
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        datastore = SQLiteDatastore(str(path), originator_id_type="text", lock_timeout=30)
+        recorder = SQLiteProcessRecorder(datastore)
+        recorder.create_table()
+        with datastore.transaction(commit=True) as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        super().__init__(recorder, datastore)
+
+
+class PostgresEventStore(RecorderEventStore):
+    """Production: PostgreSQL, `AFEP_DATABASE_URL=postgresql://user@host:port/db`."""
+
+    def __init__(self, url: str, *, schema: str = "", table_prefix: str = "") -> None:
+        from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+
+        parsed = urlparse(url)
+        datastore = PostgresDatastore(
+            dbname=(parsed.path or "/").lstrip("/") or "postgres",
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            user=unquote(parsed.username or "postgres"),
+            password=unquote(parsed.password or ""),
+            originator_id_type="text",
+            schema=schema,
+            pool_size=4,
+            max_overflow=4,
+        )
+        recorder = PostgresProcessRecorder(
+            datastore,
+            events_table_name=f"{table_prefix}stored_events",
+            tracking_table_name=f"{table_prefix}notification_tracking",
+        )
+        recorder.create_table()
+        super().__init__(recorder, datastore)

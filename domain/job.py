@@ -1,0 +1,388 @@
+"""The Job aggregate: one feature-engineering run over one table and target.
+
+Commands arrive with their ids and clock; `decide` returns the events a command
+causes (an empty tuple when it was already applied), `evolve` folds one event
+into the state. Stream: `job-<job_id>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from domain.errors import InvalidTransition, UnknownAggregate
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+STAGES: tuple[str, ...] = ("ideation", "codegen", "execution", "evaluation")
+
+
+def job_stream(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class RequestJob:
+    job_id: str
+    project_id: str
+    source: str
+    table: str | None
+    target: str
+    task: str  # auto | classification | regression
+    budget_seconds: float
+    seed: int
+    max_rounds: int
+    max_candidates: int
+
+
+@dataclass(frozen=True)
+class RecordSchemaAnalysis:
+    job_id: str
+    attempt: int
+    dataset_path: str
+    dataset_sha256: str
+    n_rows: int
+    n_cols: int
+    task: str
+    metric: str
+    positive_class: str | None
+    profile_json: str
+    excluded_columns: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordDomainResearch:
+    job_id: str
+    attempt: int
+    domains: tuple[str, ...]
+    findings_json: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StartRound:
+    job_id: str
+    round: int
+    strategy: str
+    candidate_budget: int
+
+
+@dataclass(frozen=True)
+class CompleteStage:
+    job_id: str
+    round: int
+    stage: str
+    feature_ids: tuple[str, ...]
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class CompleteRound:
+    job_id: str
+    round: int
+    metric: str
+    baseline_score: float
+    score: float
+    selected_ids: tuple[str, ...]
+    evaluated: int
+
+
+@dataclass(frozen=True)
+class CompleteJob:
+    job_id: str
+    selected_ids: tuple[str, ...]
+    metric: str
+    baseline_score: float
+    final_score: float
+    summary_json: str
+
+
+@dataclass(frozen=True)
+class FailJob:
+    job_id: str
+    reason: str
+    stage: str
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetryJob:
+    job_id: str
+
+
+JobCommand = (
+    RequestJob
+    | RecordSchemaAnalysis
+    | RecordDomainResearch
+    | StartRound
+    | CompleteStage
+    | CompleteRound
+    | CompleteJob
+    | FailJob
+    | CancelJob
+    | RetryJob
+)
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class JobRequested:
+    job_id: str
+    project_id: str
+    source: str
+    table: str | None
+    target: str
+    task: str
+    budget_seconds: float
+    seed: int
+    max_rounds: int
+    max_candidates: int
+
+
+@dataclass(frozen=True)
+class SchemaAnalyzed:
+    job_id: str
+    attempt: int
+    dataset_path: str
+    dataset_sha256: str
+    n_rows: int
+    n_cols: int
+    task: str
+    metric: str
+    positive_class: str | None
+    profile_json: str
+    excluded_columns: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DomainResearched:
+    job_id: str
+    attempt: int
+    domains: tuple[str, ...]
+    findings_json: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RoundStarted:
+    job_id: str
+    attempt: int
+    round: int
+    strategy: str
+    candidate_budget: int
+
+
+@dataclass(frozen=True)
+class StageCompleted:
+    job_id: str
+    round: int
+    stage: str
+    feature_ids: tuple[str, ...]
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class RoundCompleted:
+    job_id: str
+    round: int
+    metric: str
+    baseline_score: float
+    score: float
+    selected_ids: tuple[str, ...]
+    evaluated: int
+
+
+@dataclass(frozen=True)
+class JobCompleted:
+    job_id: str
+    selected_ids: tuple[str, ...]
+    metric: str
+    baseline_score: float
+    final_score: float
+    summary_json: str
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job_id: str
+    reason: str
+    stage: str
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobRetried:
+    job_id: str
+    attempt: int
+
+
+JobEvent = (
+    JobRequested
+    | SchemaAnalyzed
+    | DomainResearched
+    | RoundStarted
+    | StageCompleted
+    | RoundCompleted
+    | JobCompleted
+    | JobFailed
+    | JobCancelled
+    | JobRetried
+)
+
+# ------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    request: JobRequested
+    status: str = "requested"  # requested | running | completed | failed | cancelled
+    stage: str = "schema"
+    attempt: int = 1
+    schema: SchemaAnalyzed | None = None
+    research: DomainResearched | None = None
+    round: int = 0
+    stages_done: frozenset[tuple[int, str]] = field(default_factory=frozenset)
+    round_features: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (round, feature ids) from ideation
+    rounds_done: tuple[RoundCompleted, ...] = ()
+    selected_ids: tuple[str, ...] = ()
+    failure: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def feature_ids(self) -> tuple[str, ...]:
+        return tuple(fid for _, ids in self.round_features for fid in ids)
+
+
+def evolve(state: Job | None, event: JobEvent) -> Job:
+    if isinstance(event, JobRequested):
+        return Job(job_id=event.job_id, request=event)
+    assert state is not None, f"{type(event).__name__} before JobRequested"
+    match event:
+        case SchemaAnalyzed():
+            return replace(state, schema=event, status="running", stage="research")
+        case DomainResearched():
+            return replace(state, research=event, stage="ideation")
+        case RoundStarted():
+            return replace(state, round=event.round, stage="ideation")
+        case StageCompleted():
+            nxt = STAGES[STAGES.index(event.stage) + 1] if event.stage != STAGES[-1] else "planning"
+            proposed = state.round_features
+            if event.stage == "ideation":
+                proposed = (*proposed, (event.round, event.feature_ids))
+            return replace(
+                state, stages_done=state.stages_done | {(event.round, event.stage)}, stage=nxt, round_features=proposed
+            )
+        case RoundCompleted():
+            return replace(
+                state,
+                rounds_done=(*state.rounds_done, event),
+                selected_ids=tuple(dict.fromkeys((*state.selected_ids, *event.selected_ids))),
+                stage="planning",
+            )
+        case JobCompleted():
+            return replace(state, status="completed", stage="done", selected_ids=event.selected_ids)
+        case JobFailed():
+            return replace(state, status="failed", failure=event.reason)
+        case JobCancelled():
+            return replace(state, status="cancelled", failure=event.reason)
+        case JobRetried():
+            return replace(
+                state,
+                status="requested",
+                stage="schema",
+                attempt=event.attempt,
+                schema=None,
+                research=None,
+                failure=None,
+            )
+    raise TypeError(f"unknown job event {type(event).__name__}")
+
+
+def decide(command: JobCommand, state: Job | None) -> tuple[JobEvent, ...]:
+    if isinstance(command, RequestJob):
+        if state is not None:
+            if state.request != _requested(command):
+                raise InvalidTransition(f"job {command.job_id} exists with other settings; use a new job id")
+            return ()
+        return (_requested(command),)
+    if state is None:
+        raise UnknownAggregate(f"no job {command.job_id}; list jobs with `afep jobs list`")
+    match command:
+        case CancelJob():
+            if state.terminal:
+                if state.status == "cancelled":
+                    return ()
+                raise InvalidTransition(f"job {state.job_id} is already {state.status}; nothing to cancel")
+            return (JobCancelled(state.job_id, command.reason),)
+        case RetryJob():
+            if state.status not in ("failed", "cancelled"):
+                raise InvalidTransition(
+                    f"job {state.job_id} is {state.status}; only failed or cancelled jobs can be retried"
+                )
+            return (JobRetried(state.job_id, state.attempt + 1),)
+        case FailJob():
+            if state.terminal:
+                return ()
+            return (JobFailed(state.job_id, command.reason, command.stage),)
+    if state.terminal:
+        return ()  # agents racing a cancellation: their late results are dropped, not errors
+    match command:
+        case RecordSchemaAnalysis():
+            if command.attempt != state.attempt or state.schema is not None:
+                return ()
+            return (SchemaAnalyzed(**_fields(command)),)
+        case RecordDomainResearch():
+            if command.attempt != state.attempt or state.research is not None:
+                return ()
+            if state.schema is None:
+                raise InvalidTransition("domain research needs the schema analysis first")
+            return (DomainResearched(**_fields(command)),)
+        case StartRound():
+            if command.round <= state.round:
+                return ()
+            if state.research is None:
+                raise InvalidTransition("a round needs the domain research first")
+            return (
+                RoundStarted(state.job_id, state.attempt, command.round, command.strategy, command.candidate_budget),
+            )
+        case CompleteStage():
+            if (command.round, command.stage) in state.stages_done:
+                return ()
+            if command.round != state.round:
+                raise InvalidTransition(f"stage of round {command.round} but the job is in round {state.round}")
+            return (StageCompleted(**_fields(command)),)
+        case CompleteRound():
+            if any(r.round == command.round for r in state.rounds_done):
+                return ()
+            return (RoundCompleted(**_fields(command)),)
+        case CompleteJob():
+            return (JobCompleted(**_fields(command)),)
+    raise TypeError(f"unknown job command {type(command).__name__}")
+
+
+def _requested(command: RequestJob) -> JobRequested:
+    return JobRequested(**_fields(command))
+
+
+def _fields(obj: object) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}  # type: ignore[attr-defined]

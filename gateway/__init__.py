@@ -1,0 +1,1 @@
+"""AFEP gateway layer."""

@@ -1,0 +1,265 @@
+"""The `afep` command: run a job, apply its features, inspect and replay jobs.
+
+Bad input ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from commands.unit_of_work import execute, load_job
+from domain.envelope import Context
+from domain.errors import DomainError
+from domain.job import RequestJob, RetryJob
+from gateway.settings import Settings
+from processors.profiling import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="AFEP: autonomous feature engineering.")
+jobs_app = typer.Typer(no_args_is_help=True, help="List, inspect, replay and resume jobs.")
+app.add_typer(jobs_app, name="jobs")
+console = Console(stderr=False)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="all local state (default ./.afep or AFEP_DATA_DIR)")]
+TASKS = ("auto", "classification", "regression")
+
+
+class UsageError(Exception):
+    """Bad input at the command line: one line, exit 2."""
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
+
+
+def _terminal(store: Any, job_id: str) -> bool:
+    job = load_job(store, job_id)
+    return job is None or job.terminal
+
+
+@app.command()
+def run(
+    data: Annotated[str, typer.Argument(help="CSV/Parquet path, or sqlite:///, duckdb:///, postgresql://, mysql:// URI")],
+    target: Annotated[str, typer.Option(help="column to predict")],
+    task: Annotated[str, typer.Option(help="auto | classification | regression")] = "auto",
+    budget: Annotated[float, typer.Option(help="time budget in seconds")] = 60.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option(help="where features.json and result.json go")] = Path("out"),
+    table: Annotated[str | None, typer.Option(help="table name for database URIs")] = None,
+    max_rounds: Annotated[int, typer.Option(help="refinement rounds at most")] = 3,
+    max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = 200,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a whole feature-engineering job on the embedded runtime and write its results."""
+    from gateway.bootstrap import build_runtime, build_store
+    from gateway.console import LiveView
+    from processors.export import export_job
+    from processors.sources import check_source
+
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
+    if budget <= 0:
+        raise UsageError("--budget must be a positive number of seconds")
+    check_source(data, table)
+    source = data if "://" in data else str(Path(data).resolve())
+    settings = _settings(data_dir)
+    store = build_store(settings)
+    job_id = str(uuid.uuid4())
+    started = time.monotonic()
+    command = RequestJob(job_id, "default", source, table, target, task, budget, seed, max_rounds, max_candidates)
+    execute(store, [(command, Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job_id))])
+    console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")
+    view = LiveView(console, job_id, verbose=not quiet)
+    runtime = build_runtime(settings, store, observers=[view])
+    try:
+        with view:
+            runtime.run_until_idle(until=lambda: _terminal(store, job_id))
+    finally:
+        runtime.stop()
+    result = export_job(store, job_id, out, wall_seconds=time.monotonic() - started)
+    _finish(result, out)
+
+
+def _finish(result: dict[str, Any], out: Path) -> None:
+    from gateway.console import results_table
+
+    if result["status"] == "failed":
+        raise UsageError(f"job failed: {result['failure']}")
+    features = json.loads((out / "features.json").read_text())
+    console.print(results_table(result, features))
+    console.print(f"wrote {out / 'features.json'} and {out / 'result.json'} in {result['wall_seconds']:.1f} s")
+
+
+@app.command()
+def apply(
+    job_dir: Annotated[Path, typer.Argument(help="the --out directory of a finished `afep run`")],
+    data: Annotated[str, typer.Argument(help="new rows: CSV/Parquet path or database URI")],
+    out: Annotated[Path, typer.Option(help="output file, .csv or .parquet")],
+    table: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Compute the selected features on new data (no target needed), exactly as evaluated."""
+    from processors.apply import apply_features
+    from processors.sources import load_table
+    from sandbox import Sandbox
+
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--out must end in .csv or .parquet, not {out.suffix or 'nothing'!r}")
+    frame = load_table(data, table)
+    with Sandbox() as sandbox:
+        result = apply_features(job_dir, frame, sandbox)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        result.write_csv(out)
+    else:
+        result.write_parquet(out)
+    console.print(f"wrote {result.height} rows x {result.width} columns to {out}")
+
+
+@jobs_app.command("list")
+def jobs_list(data_dir: DataDir = None) -> None:
+    """All jobs in the log, newest last."""
+    from rich.table import Table
+
+    from gateway.bootstrap import build_store
+
+    store = build_store(_settings(data_dir))
+    table = Table(title="jobs")
+    for column in ("job", "requested", "status", "stage", "target", "source", "selected"):
+        table.add_column(column, overflow="fold")
+    for envelope in _all(store, ["JobRequested"]):
+        job = load_job(store, envelope.event.job_id)
+        assert job is not None
+        table.add_row(
+            job.job_id, envelope.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), job.status, job.stage,
+            job.request.target, job.request.source, str(len(job.selected_ids)),
+        )
+    console.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, data_dir: DataDir = None) -> None:
+    """A job's state and selected features."""
+    from gateway.bootstrap import build_store
+    from gateway.console import results_table
+    from processors.export import export_job
+
+    store = build_store(_settings(data_dir))
+    job = _job_or_exit(store, job_id)
+    tmp = _settings(data_dir).data_dir / "exports" / job.job_id
+    result = export_job(store, job.job_id, tmp)
+    console.print_json(json.dumps(result, default=str))
+    console.print(results_table(result, json.loads((tmp / "features.json").read_text())))
+
+
+@jobs_app.command("replay")
+def jobs_replay(
+    job_id: str,
+    data_dir: DataDir = None,
+    traces: Annotated[bool, typer.Option(help="include agent traces and progress")] = True,
+) -> None:
+    """The job's timeline, rebuilt from the event log, with causation links."""
+    from gateway.bootstrap import build_store
+    from gateway.console import timeline_table
+
+    store = build_store(_settings(data_dir))
+    job = _job_or_exit(store, job_id)
+    envelopes = [e for e in _all(store) if e.correlation_id == job.job_id]
+    if not traces:
+        envelopes = [e for e in envelopes if e.event_type not in ("AgentTraced", "ProgressReported")]
+    console.print(timeline_table(envelopes))
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: str,
+    out: Annotated[Path, typer.Option()] = Path("out"),
+    data_dir: DataDir = None,
+    retry: Annotated[bool, typer.Option(help="retry a failed or cancelled job")] = False,
+) -> None:
+    """Finish an interrupted job: every agent resumes from its tracked position."""
+    from gateway.bootstrap import build_runtime, build_store
+    from gateway.console import LiveView
+    from processors.export import export_job
+
+    settings = _settings(data_dir)
+    store = build_store(settings)
+    job = _job_or_exit(store, job_id)
+    if retry:
+        execute(store, [(RetryJob(job.job_id), Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job.job_id))])
+    elif job.terminal:
+        console.print(f"job {job.job_id} is already {job.status}" + (" (use --retry)" if job.status != "completed" else ""))
+    started = time.monotonic()
+    view = LiveView(console, job.job_id)
+    runtime = build_runtime(settings, store, observers=[view])
+    try:
+        with view:
+            runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
+    finally:
+        runtime.stop()
+    _finish(export_job(store, job.job_id, out, wall_seconds=time.monotonic() - started), out)
+
+
+@app.command("schemas")
+def schemas_write() -> None:
+    """Regenerate schemas/avro/*.avsc from the domain events."""
+    from schemas.codec import write_schemas
+
+    for path in write_schemas():
+        console.print(str(path))
+
+
+def _all(store: Any, types: list[str] | None = None) -> list[Any]:
+    out, position = [], 0
+    while True:
+        page = store.read_all(after=position, limit=5000, types=types or ())
+        if not page:
+            return out
+        out.extend(page)
+        position = page[-1].position
+
+
+def _job_or_exit(store: Any, job_id: str) -> Any:
+    job = load_job(store, job_id)
+    if job is None:
+        raise UsageError(f"no job {job_id!r}; see `afep jobs list`")
+    return job
+
+
+def _actor() -> str:
+    return f"user:{os.environ.get('USER', 'local')}"
+
+
+def main() -> None:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        app(standalone_mode=False)
+    except (UsageError, InputError, DomainError) as error:
+        print(f"afep: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except typer.Exit as done:
+        raise SystemExit(done.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        print("afep: interrupted; `afep jobs resume ID` continues the job", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            print(f"afep: {error.format_message()}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

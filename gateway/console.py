@@ -1,0 +1,134 @@
+"""Live rendering of a job on the terminal: a progress bar and one line per agent trace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from domain.envelope import Envelope
+
+KIND_STYLE = {"thought": "dim", "tool_call": "cyan", "tool_result": "blue", "decision": "bold green"}
+# Share of the whole bar each stage stands for (rounds after the first share the last part).
+STAGE_SPAN = {"schema": (0, 5), "research": (5, 10), "ideation": (10, 15), "codegen": (15, 20),
+              "execution": (20, 55), "screen": (55, 75), "confirm": (75, 90), "select": (90, 99)}
+
+
+class LiveView:
+    """An observer for `LocalRuntime`: renders the events of one job as they are committed."""
+
+    def __init__(self, console: Console, job_id: str, *, verbose: bool = True) -> None:
+        self.console = console
+        self.job_id = job_id
+        self.verbose = verbose
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("starting", total=100)
+
+    def __enter__(self) -> LiveView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            if envelope.correlation_id != self.job_id:
+                continue
+            event: Any = envelope.event
+            name = envelope.event_type
+            if name == "AgentTraced" and self.verbose:
+                style = KIND_STYLE.get(event.kind, "")
+                self.progress.console.print(f"[{style}]{event.agent:>10} {event.kind:<11}[/] {event.message}")
+            elif name == "ProgressReported":
+                low, high = STAGE_SPAN.get(event.stage, (0, 99))
+                share = event.done / event.total if event.total else 1.0
+                self.progress.update(
+                    self.task, completed=low + (high - low) * share, description=f"{event.stage} {event.done}/{event.total}"
+                )
+            elif name in ("JobCompleted", "JobFailed", "JobCancelled"):
+                self.progress.update(self.task, completed=100, description=name)
+
+
+def results_table(result: dict[str, Any], features: list[dict[str, Any]]) -> Table:
+    metric = result.get("metric") or "score"
+    title = (
+        f"{len(features)} features selected  |  {metric}: {_fmt(result.get('baseline_score'))} -> "
+        f"{_fmt(result.get('final_score'))}  |  {result['counts']['proposed']} proposed, "
+        f"{result['counts']['executed']} executed, {result['counts']['failed']} failed"
+    )
+    table = Table(title=title, show_lines=False)
+    for column in ("#", "feature", "lift", "95% CI", "p", "description"):
+        table.add_column(column, overflow="fold")
+    for i, f in enumerate(features, start=1):
+        ci = f.get("ci") or [None, None]
+        table.add_row(
+            str(f.get("importance_rank") or i),
+            f["name"],
+            _fmt(f.get("lift"), signed=True),
+            f"{_fmt(ci[0], signed=True)} .. {_fmt(ci[1], signed=True)}",
+            _fmt_p(f.get("p_value")),
+            f.get("description", ""),
+        )
+    return table
+
+
+def timeline_table(envelopes: Sequence[Envelope]) -> Table:
+    table = Table(title="job history (from the event log)")
+    for column in ("pos", "time", "event", "actor", "caused by", "detail"):
+        table.add_column(column, overflow="fold")
+    positions = {e.event_id: e.position for e in envelopes}
+    for e in envelopes:
+        cause = positions.get(e.causation_id or "", "")
+        table.add_row(
+            str(e.position), e.occurred_at.strftime("%H:%M:%S.%f")[:-3], e.event_type, e.actor, str(cause), summary(e)
+        )
+    return table
+
+
+def summary(envelope: Envelope) -> str:
+    event: Any = envelope.event
+    match envelope.event_type:
+        case "AgentTraced":
+            return f"{event.kind}: {event.message}"[:160]
+        case "ProgressReported":
+            return f"{event.stage} {event.done}/{event.total}"
+        case "FeatureProposed":
+            return f"{event.name} ({event.proposer})"
+        case "CodeExecuted":
+            return "ok" if event.ok else f"failed: {event.reason}"
+        case "FeatureEvaluated":
+            return f"{event.stage} lift={_fmt(event.lift)} p={_fmt_p(event.p_value)}"
+        case "JobRequested":
+            return f"{event.source} target={event.target}"
+        case "JobFailed":
+            return event.reason
+        case "StageCompleted":
+            return f"round {event.round} {event.stage}: {event.succeeded} ok, {event.failed} failed"
+        case "RoundCompleted" | "JobCompleted":
+            return f"{event.metric} {event.baseline_score:.4f}"
+    fields = {k: v for k, v in vars(event).items() if k not in ("job_id", "feature_id") and len(str(v)) < 60}
+    return json.dumps(fields, default=str)[:160]
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _fmt_p(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"

@@ -1,0 +1,1 @@
+"""Operations: local services, demo data, deployment helpers."""

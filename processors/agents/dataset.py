@@ -1,0 +1,29 @@
+"""The job's encoded training matrix and fold plan, shared by execution and evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.job import Job
+from processors.engine import BaseMatrix, FoldPlan, plan_folds, prepare_base
+from processors.workbench import Workbench
+
+
+def base_and_plan(job: Job, bench: Workbench) -> tuple[Any, BaseMatrix, FoldPlan]:
+    """(frame, base matrix, fold plan) for the job's frozen dataset; computed once per process."""
+    schema = job.schema
+    assert schema is not None, "the schema agent runs first"
+    request = job.request
+
+    def build() -> tuple[Any, BaseMatrix, FoldPlan]:
+        frame = bench.frame(schema.dataset_path)
+        base = prepare_base(
+            frame,
+            request.target,
+            schema.task,  # type: ignore[arg-type]
+            schema.positive_class,
+            schema.excluded_columns,
+        )
+        return frame, base, plan_folds(base.y, schema.task, request.seed)  # type: ignore[arg-type]
+
+    return bench.memo(("base", schema.dataset_sha256, request.target, request.seed, schema.task), build)  # type: ignore[no-any-return]

@@ -1,0 +1,55 @@
+"""Domain research agent: maps columns to domain knowledge with cited sources."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commands.store import EventStore
+from commands.unit_of_work import Progress, Trace, load_job
+from domain.envelope import Envelope
+from domain.job import RecordDomainResearch, SchemaAnalyzed
+from processors.profiling import TableProfile
+from processors.research import research
+from processors.workbench import Workbench
+
+NAME = "research"
+SUBSCRIBES = (SchemaAnalyzed,)
+
+
+def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
+    job_id = envelope.event.job_id
+    job = load_job(store, job_id)
+    if job is None or job.terminal or job.schema is None or job.research is not None:
+        return []
+    profile = TableProfile.from_dict(json.loads(job.schema.profile_json))
+    out: list[Any] = [
+        Trace(job_id, NAME, "tool_call", "knowledge_base.match(columns)", {"columns": len(profile.columns)})
+    ]
+    found = research(profile, bench.knowledge_base())
+    summary = found.to_dict()
+    domains = tuple(found.domains)
+    out.append(
+        Trace(
+            job_id,
+            NAME,
+            "tool_result",
+            f"domains: {', '.join(domains) or 'none recognised'}; {len(found.findings)} column findings",
+            {"domains": list(domains)},
+        )
+    )
+    for finding in list(found.findings)[:15]:
+        item = finding.to_dict() if hasattr(finding, "to_dict") else dict(vars(finding))
+        columns = item.get("columns") or item.get("column")
+        out.append(Trace(job_id, NAME, "thought", f"{columns}: {item.get('meaning', '')}", item))
+    out.append(Progress(job_id, NAME, "research", 1, 1, "domain research done"))
+    out.append(
+        RecordDomainResearch(
+            job_id=job_id,
+            attempt=job.attempt,
+            domains=domains,
+            findings_json=json.dumps(summary, default=str),
+            sources=tuple(found.sources),
+        )
+    )
+    return out

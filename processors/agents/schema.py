@@ -1,0 +1,70 @@
+"""Schema agent: reads the table, profiles it, freezes a snapshot, flags leakage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commands.store import EventStore
+from commands.unit_of_work import Progress, Trace, load_job
+from domain.envelope import Envelope
+from domain.job import FailJob, JobRequested, JobRetried, RecordSchemaAnalysis
+from processors.profiling import InputError, profile_table
+from processors.sources import load_table, snapshot
+from processors.workbench import Workbench
+
+NAME = "schema"
+SUBSCRIBES = (JobRequested, JobRetried)
+
+
+def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
+    job_id = envelope.event.job_id
+    job = load_job(store, job_id)
+    if job is None or job.terminal or job.schema is not None:
+        return []
+    request = job.request
+    where = f"{request.source}" + (f" table {request.table}" if request.table else "")
+    out: list[Any] = [Trace(job_id, NAME, "tool_call", f"load_table({where})", {"source": request.source})]
+    try:
+        df = load_table(request.source, request.table)
+        profile = profile_table(df, request.target, request.task)  # type: ignore[arg-type]
+    except InputError as error:
+        return [
+            *out,
+            Trace(job_id, NAME, "decision", f"cannot analyse the input: {error}"),
+            FailJob(job_id, str(error), "schema"),
+        ]
+    path, digest = snapshot(df, bench.datasets_dir)
+    out.append(
+        Trace(
+            job_id,
+            NAME,
+            "tool_result",
+            f"{profile.n_rows} rows x {profile.n_cols} columns; task {profile.task}, metric {profile.metric}",
+            {"snapshot": str(path), "sha256": digest},
+        )
+    )
+    for flag in profile.leakage:
+        out.append(Trace(job_id, NAME, "thought", f"leakage suspect {flag.column!r}: {flag.reason}"))
+    for flag in profile.excluded:
+        out.append(Trace(job_id, NAME, "decision", f"exclude {flag.column!r}: {flag.reason}"))
+    for warning in profile.warnings[:20]:
+        out.append(Trace(job_id, NAME, "thought", warning))
+    out.append(Progress(job_id, NAME, "schema", 1, 1, "schema analysed"))
+    out.append(
+        RecordSchemaAnalysis(
+            job_id=job_id,
+            attempt=job.attempt,
+            dataset_path=str(path),
+            dataset_sha256=digest,
+            n_rows=profile.n_rows,
+            n_cols=profile.n_cols,
+            task=profile.task,
+            metric=profile.metric,
+            positive_class=profile.positive_class,
+            profile_json=json.dumps(profile.to_dict(), default=str),
+            excluded_columns=profile.excluded_columns,
+            warnings=tuple(profile.warnings),
+        )
+    )
+    return out

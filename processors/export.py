@@ -1,0 +1,102 @@
+"""A finished job as files: features.json, result.json and the reference rows `afep apply` fits on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from commands.store import EventStore
+from commands.unit_of_work import load_feature, load_job
+from domain.feature import Feature
+from domain.job import Job, job_stream
+
+REFERENCE_FILE = "reference.parquet"
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    proposed: int
+    executed: int
+    failed: int
+    selected: int
+
+
+def job_features(store: EventStore, job: Job) -> list[Feature]:
+    return [f for f in (load_feature(store, fid) for fid in job.feature_ids) if f is not None]
+
+
+def counts(features: list[Feature]) -> JobCounts:
+    return JobCounts(
+        proposed=len(features),
+        executed=sum(1 for f in features if f.execution is not None and f.execution.ok),
+        failed=sum(1 for f in features if f.execution is not None and not f.execution.ok),
+        selected=sum(1 for f in features if f.status in ("selected", "approved")),
+    )
+
+
+def feature_record(feature: Feature, rank: int) -> dict[str, Any]:
+    final = [e for e in feature.evaluations if e.lift is not None]
+    last = final[-1] if final else None
+    code = feature.code
+    return {
+        "feature_id": feature.feature_id,
+        "name": feature.proposal.name,
+        "description": feature.proposal.description,
+        "rationale": feature.proposal.rationale,
+        "code": code.code if code else None,
+        "code_type": code.code_type if code else None,
+        "code_hash": code.code_hash if code else None,
+        "sql": code.sql if code else None,
+        "fitted": code.fitted if code else False,
+        "source_columns": list(feature.proposal.source_columns),
+        "spec": json.loads(feature.proposal.spec_json),
+        "lift": last.lift if last else None,
+        "ci": [last.ci_low, last.ci_high] if last else None,
+        "p_value": last.p_value if last else None,
+        "importance_rank": (last.importance_rank if last and last.importance_rank is not None else rank),
+        "selection_reason": feature.reason,
+        "domain_sources": list(feature.proposal.domain_sources),
+        "proposer": feature.proposal.proposer,
+        "round": feature.proposal.round,
+    }
+
+
+def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: float | None = None) -> dict[str, Any]:
+    job = load_job(store, job_id)
+    if job is None:
+        raise KeyError(job_id)
+    features = job_features(store, job)
+    by_id = {f.feature_id: f for f in features}
+    selected = [by_id[fid] for fid in job.selected_ids if fid in by_id]
+    records = [feature_record(f, rank) for rank, f in enumerate(selected, start=1)]
+    records.sort(key=lambda r: (r["importance_rank"] is None, r["importance_rank"]))
+    stream = store.read_stream(job_stream(job_id))
+    completed = next((e for e in reversed(stream) if e.event_type == "JobCompleted"), None)
+    n = counts(features)
+    wall = wall_seconds
+    if wall is None and stream:
+        wall = (stream[-1].occurred_at - stream[0].occurred_at).total_seconds()
+    result = {
+        "job_id": job_id,
+        "status": job.status,
+        "task": job.schema.task if job.schema else job.request.task,
+        "metric": completed.event.metric if completed else None,
+        "baseline_score": completed.event.baseline_score if completed else None,
+        "final_score": completed.event.final_score if completed else None,
+        "target": job.request.target,
+        "source": job.request.source,
+        "counts": {"proposed": n.proposed, "executed": n.executed, "failed": n.failed, "selected": n.selected},
+        "wall_seconds": wall,
+        "failure": job.failure,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "features.json").write_text(json.dumps(records, indent=2, default=str) + "\n")
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if job.schema is not None and records:
+        import polars as pl
+
+        needed = sorted({c for r in records for c in r["source_columns"]})
+        pl.read_parquet(job.schema.dataset_path, columns=needed).write_parquet(out_dir / REFERENCE_FILE)
+    return result

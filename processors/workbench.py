@@ -1,0 +1,90 @@
+"""What agents work with: the job's frozen dataset, artifacts, the sandbox, a clock.
+
+Created once per runtime and handed to every reaction; heavy things (the
+sandbox's warm worker, the knowledge base) start on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+Emit = Callable[[Sequence[Any]], None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Workbench:
+    datasets_dir: Path
+    artifacts_dir: Path
+    clock: Callable[[], datetime] = utc_now
+    sandbox_options: dict[str, float] = field(default_factory=dict)
+    emit: Emit = lambda commands: None  # set by the runtime: commit interim results now
+    _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+    _sandbox: Any = None
+    _kb: Any = None
+    _memo: dict[Any, Any] = field(default_factory=dict)
+
+    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+        """Keep one derived object per key (e.g. a job's encoded matrix and fold plan)."""
+        if key not in self._memo:
+            if len(self._memo) > 8:
+                self._memo.clear()
+            self._memo[key] = build()
+        return self._memo[key]
+
+    def frame(self, path: str) -> pl.DataFrame:
+        if path not in self._frames:
+            if len(self._frames) > 4:
+                self._frames.clear()
+            self._frames[path] = pl.read_parquet(path)
+        return self._frames[path]
+
+    def sandbox(self) -> Any:
+        if self._sandbox is None:
+            from sandbox import Sandbox, SandboxLimits
+
+            self._sandbox = Sandbox(SandboxLimits(**self.sandbox_options))  # type: ignore[arg-type]
+        return self._sandbox
+
+    def knowledge_base(self) -> Any:
+        if self._kb is None:
+            from processors.knowledge import load_knowledge_base
+
+            self._kb = load_knowledge_base()
+        return self._kb
+
+    def artifact_path(self, job_id: str, feature_id: str) -> Path:
+        return self.artifacts_dir / job_id / f"{feature_id}.npy"
+
+    def save_artifact(self, job_id: str, feature_id: str, values: np.ndarray) -> str:
+        path = self.artifact_path(job_id, feature_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, values.astype(np.float64, copy=False))
+        tmp.replace(path)
+        return str(path)
+
+    @staticmethod
+    def load_artifact(path: str, n_fits: int) -> np.ndarray:
+        """A candidate's (n_rows, n_fits) values; stateless ones are stored once and broadcast."""
+        values = np.load(path)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.shape[1] == 1 and n_fits > 1:
+            values = np.broadcast_to(values, (values.shape[0], n_fits))
+        return values  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None

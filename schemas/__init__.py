@@ -1,0 +1,1 @@
+"""Event serialisation: JSON for the store, Avro for the wire; schemas under schemas/avro/."""

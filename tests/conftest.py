@@ -1,0 +1,61 @@
+"""Shared fixtures: stores for every adapter, a fixed clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+POSTGRES_URL = os.environ.get("AFEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def at() -> datetime:
+    return datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _postgres_store():  # type: ignore[no-untyped-def]
+    from commands.recorder_store import PostgresEventStore
+
+    return PostgresEventStore(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+
+
+def _drop_prefix(store) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    prefix = store._recorder.events_table_name.removesuffix("stored_events")  # noqa: SLF001
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for suffix in ("stored_events", "notification_tracking"):
+            conn.execute(f"DROP TABLE IF EXISTS {prefix}{suffix} CASCADE")
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    if request.param == "memory":
+        from commands.memory_store import InMemoryEventStore
+
+        yield InMemoryEventStore()
+    elif request.param == "sqlite":
+        from commands.recorder_store import SqliteEventStore
+
+        s = SqliteEventStore(tmp_path / "events.db")
+        yield s
+        s.close()
+    else:
+        s = _postgres_store()
+        yield s
+        _drop_prefix(s)
+        s.close()
