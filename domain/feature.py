@@ -8,6 +8,7 @@ approved or selected one deprecated. Stream: `feature-<feature_id>`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from domain.errors import ConflictingCommand, InvalidTransition, UnknownAggregate
 
@@ -281,7 +282,9 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
             if state.status in ("selected", "approved", "deprecated"):
                 return ()
             if state.status != "evaluated":
-                raise InvalidTransition(f"feature {state.feature_id} is {state.status}; only evaluated ones can be selected")
+                raise InvalidTransition(
+                    f"feature {state.feature_id} is {state.status}; only evaluated ones can be selected"
+                )
             return (FeatureSelected(state.feature_id, job_id, command.round, command.reason),)
         case RejectFeature():
             if state.status in ("rejected", "selected", "approved", "deprecated"):
@@ -300,11 +303,12 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
                 return ()
             if state.status not in ("selected", "approved"):
                 raise InvalidTransition(
-                    f"feature {state.feature_id} is {state.status}; only selected or approved features can be deprecated"
+                    f"feature {state.feature_id} is {state.status}; "
+                    "only selected or approved features can be deprecated"
                 )
             return (FeatureDeprecated(state.feature_id, job_id, command.reason),)
     raise TypeError(f"unknown feature command {type(command).__name__}")
 
 
-def _fields(obj: object) -> dict[str, object]:
+def _fields(obj: object) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}  # type: ignore[attr-defined]

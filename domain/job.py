@@ -8,6 +8,7 @@ into the state. Stream: `job-<job_id>`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from domain.errors import InvalidTransition, UnknownAggregate
 
@@ -384,5 +385,5 @@ def _requested(command: RequestJob) -> JobRequested:
     return JobRequested(**_fields(command))
 
 
-def _fields(obj: object) -> dict[str, object]:
+def _fields(obj: object) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ FITTED_OPS = frozenset(
         "group_ratio",  # value divided by its group mean
         "group_zscore",
         "group_nunique",
+        "concat",  # code of a combination of two categoricals, among the reference rows' combinations
     }
 )
 
@@ -43,7 +44,6 @@ STATELESS_OPS = frozenset(
         "date_part",  # params: part in {year, month, day, weekday, hour, dayofyear}
         "cyclic_sin",  # params: period
         "cyclic_cos",
-        "concat",  # combination of two categoricals (new categorical)
         "formula",  # knowledge-base formula: params: expr (restricted arithmetic over columns)
     }
 )

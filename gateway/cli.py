@@ -49,7 +49,9 @@ def _terminal(store: Any, job_id: str) -> bool:
 
 @app.command()
 def run(
-    data: Annotated[str, typer.Argument(help="CSV/Parquet path, or sqlite:///, duckdb:///, postgresql://, mysql:// URI")],
+    data: Annotated[
+        str, typer.Argument(help="CSV/Parquet path, or sqlite:///, duckdb:///, postgresql://, mysql:// URI")
+    ],
     target: Annotated[str, typer.Option(help="column to predict")],
     task: Annotated[str, typer.Option(help="auto | classification | regression")] = "auto",
     budget: Annotated[float, typer.Option(help="time budget in seconds")] = 60.0,
@@ -62,8 +64,8 @@ def run(
     data_dir: DataDir = None,
 ) -> None:
     """Run a whole feature-engineering job on the embedded runtime and write its results."""
-    from gateway.bootstrap import build_runtime, build_store
     from gateway.console import LiveView
+    from gateway.runtime_wiring import build_runtime, build_store
     from processors.export import export_job
     from processors.sources import check_source
 
@@ -131,7 +133,7 @@ def jobs_list(data_dir: DataDir = None) -> None:
     """All jobs in the log, newest last."""
     from rich.table import Table
 
-    from gateway.bootstrap import build_store
+    from gateway.runtime_wiring import build_store
 
     store = build_store(_settings(data_dir))
     table = Table(title="jobs")
@@ -141,8 +143,13 @@ def jobs_list(data_dir: DataDir = None) -> None:
         job = load_job(store, envelope.event.job_id)
         assert job is not None
         table.add_row(
-            job.job_id, envelope.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), job.status, job.stage,
-            job.request.target, job.request.source, str(len(job.selected_ids)),
+            job.job_id,
+            envelope.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+            job.status,
+            job.stage,
+            job.request.target,
+            job.request.source,
+            str(len(job.selected_ids)),
         )
     console.print(table)
 
@@ -150,8 +157,8 @@ def jobs_list(data_dir: DataDir = None) -> None:
 @jobs_app.command("show")
 def jobs_show(job_id: str, data_dir: DataDir = None) -> None:
     """A job's state and selected features."""
-    from gateway.bootstrap import build_store
     from gateway.console import results_table
+    from gateway.runtime_wiring import build_store
     from processors.export import export_job
 
     store = build_store(_settings(data_dir))
@@ -169,8 +176,8 @@ def jobs_replay(
     traces: Annotated[bool, typer.Option(help="include agent traces and progress")] = True,
 ) -> None:
     """The job's timeline, rebuilt from the event log, with causation links."""
-    from gateway.bootstrap import build_store
     from gateway.console import timeline_table
+    from gateway.runtime_wiring import build_store
 
     store = build_store(_settings(data_dir))
     job = _job_or_exit(store, job_id)
@@ -188,17 +195,21 @@ def jobs_resume(
     retry: Annotated[bool, typer.Option(help="retry a failed or cancelled job")] = False,
 ) -> None:
     """Finish an interrupted job: every agent resumes from its tracked position."""
-    from gateway.bootstrap import build_runtime, build_store
     from gateway.console import LiveView
+    from gateway.runtime_wiring import build_runtime, build_store
     from processors.export import export_job
 
     settings = _settings(data_dir)
     store = build_store(settings)
     job = _job_or_exit(store, job_id)
     if retry:
-        execute(store, [(RetryJob(job.job_id), Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job.job_id))])
+        execute(
+            store, [(RetryJob(job.job_id), Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job.job_id))]
+        )
     elif job.terminal:
-        console.print(f"job {job.job_id} is already {job.status}" + (" (use --retry)" if job.status != "completed" else ""))
+        console.print(
+            f"job {job.job_id} is already {job.status}" + (" (use --retry)" if job.status != "completed" else "")
+        )
     started = time.monotonic()
     view = LiveView(console, job.job_id)
     runtime = build_runtime(settings, store, observers=[view])
@@ -208,6 +219,64 @@ def jobs_resume(
     finally:
         runtime.stop()
     _finish(export_job(store, job.job_id, out, wall_seconds=time.monotonic() - started), out)
+
+
+projections_app = typer.Typer(no_args_is_help=True, help="Read models: rebuild from the log.")
+app.add_typer(projections_app, name="projections")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP API.")
+app.add_typer(keys_app, name="keys")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(data_dir: DataDir = None) -> None:
+    """Drop the relational read models and ClickHouse events and replay the whole log into them."""
+    from gateway.bootstrap import bootstrap
+
+    services = bootstrap(_settings(data_dir))
+    try:
+        rows = services.projector.rebuild()
+        events = services.events_projection.rebuild()
+        console.print(f"replayed the log: {rows} events into the read models, {events} into ClickHouse events")
+    finally:
+        services.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="tenant the key acts for")],
+    role: Annotated[str, typer.Option(help="admin | data_scientist | viewer | api_client")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key (printed once; only its hash is stored)."""
+    from gateway.auth import create_api_key, parse_role
+
+    try:
+        parse_role(role)
+    except Exception as error:  # noqa: BLE001 - shown as one line
+        raise UsageError(str(error)) from None
+    console.print(create_api_key(_settings(data_dir), tenant, role))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """The HTTP API (commands, SSE feeds, replay, audit) with the agents running in the background."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.runtime_wiring import build_runtime, build_store
+
+    settings = _settings(data_dir)
+    store = build_store(settings)
+    runtime = build_runtime(settings, store)
+    runtime.start()
+    try:
+        uvicorn.run(create_app(settings, store=store, runtime=runtime), host=host, port=port)
+    finally:
+        runtime.stop()
 
 
 @app.command("schemas")
@@ -220,7 +289,8 @@ def schemas_write() -> None:
 
 
 def _all(store: Any, types: list[str] | None = None) -> list[Any]:
-    out, position = [], 0
+    out: list[Any] = []
+    position = 0
     while True:
         page = store.read_all(after=position, limit=5000, types=types or ())
         if not page:

@@ -14,8 +14,16 @@ from domain.envelope import Envelope
 
 KIND_STYLE = {"thought": "dim", "tool_call": "cyan", "tool_result": "blue", "decision": "bold green"}
 # Share of the whole bar each stage stands for (rounds after the first share the last part).
-STAGE_SPAN = {"schema": (0, 5), "research": (5, 10), "ideation": (10, 15), "codegen": (15, 20),
-              "execution": (20, 55), "screen": (55, 75), "confirm": (75, 90), "select": (90, 99)}
+STAGE_SPAN = {
+    "schema": (0, 5),
+    "research": (5, 10),
+    "ideation": (10, 15),
+    "codegen": (15, 20),
+    "execution": (20, 55),
+    "screen": (55, 75),
+    "confirm": (75, 90),
+    "select": (90, 99),
+}
 
 
 class LiveView:
@@ -55,7 +63,9 @@ class LiveView:
                 low, high = STAGE_SPAN.get(event.stage, (0, 99))
                 share = event.done / event.total if event.total else 1.0
                 self.progress.update(
-                    self.task, completed=low + (high - low) * share, description=f"{event.stage} {event.done}/{event.total}"
+                    self.task,
+                    completed=low + (high - low) * share,
+                    description=f"{event.stage} {event.done}/{event.total}",
                 )
             elif name in ("JobCompleted", "JobFailed", "JobCancelled"):
                 self.progress.update(self.task, completed=100, description=name)
@@ -113,7 +123,7 @@ def summary(envelope: Envelope) -> str:
         case "JobRequested":
             return f"{event.source} target={event.target}"
         case "JobFailed":
-            return event.reason
+            return str(event.reason)
         case "StageCompleted":
             return f"round {event.round} {event.stage}: {event.succeeded} ok, {event.failed} failed"
         case "RoundCompleted" | "JobCompleted":

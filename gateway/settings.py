@@ -17,7 +17,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".afep"), description="all local state: event store, read models, artifacts")
     database_url: str | None = Field(default=None, description="postgresql://… for the event store and read models")
-    clickhouse_url: str | None = Field(default=None, description="http://host:8123 for a ClickHouse server; chdb otherwise")
+    clickhouse_url: str | None = Field(
+        default=None, description="http://host:8123 for a ClickHouse server; chdb otherwise"
+    )
     kafka_bootstrap: str | None = Field(default=None, description="host:port of the Kafka-protocol broker")
     mlflow_tracking_uri: str | None = None
     secret_key: str | None = Field(default=None, description="HS256 JWT secret and credential-encryption key seed")

@@ -92,9 +92,7 @@ class LocalRuntime:
             ]
         finally:
             self.bench.emit = lambda commands: None
-        recorded = execute(
-            self.store, [(c, ctx) for c in commands], tracking=Tracking(agent.NAME, envelope.position)
-        )
+        recorded = execute(self.store, [(c, ctx) for c in commands], tracking=Tracking(agent.NAME, envelope.position))
         self._publish(recorded)
 
     def _publish(self, recorded: Sequence[Envelope]) -> None:

@@ -30,7 +30,7 @@ def _postgres_store():  # type: ignore[no-untyped-def]
 def _drop_prefix(store) -> None:  # type: ignore[no-untyped-def]
     import psycopg
 
-    prefix = store._recorder.events_table_name.removesuffix("stored_events")  # noqa: SLF001
+    prefix = store._recorder.events_table_name.removesuffix("stored_events")
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         for suffix in ("stored_events", "notification_tracking"):
             conn.execute(f"DROP TABLE IF EXISTS {prefix}{suffix} CASCADE")

@@ -66,7 +66,8 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         deadline=deadline,
         progress=progress,
     )
-    for fid, result in report.results.items():
+    for result in report.candidates:
+        fid = result.id
         out.append(
             RecordEvaluation(
                 feature_id=fid,
@@ -93,10 +94,13 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             NAME,
             "decision",
             f"round {done.round}: {report.metric} {report.baseline_score:.4f} -> {report.final_score:.4f}, "
-            f"{len(report.newly_selected)} selected",
+            f"{len(report.newly_selected)} selected ({report.n_screened} screened, {report.n_confirmed} confirmed "
+            f"in {report.seconds:.1f} s)",
+            {"notes": list(report.notes), "guard_lift": report.guard_lift},
         )
     )
-    out.append(CompleteStage(job.job_id, done.round, "evaluation", tuple(report.results), len(report.results), 0))
+    ids = tuple(c.id for c in report.candidates)
+    out.append(CompleteStage(job.job_id, done.round, "evaluation", ids, len(ids), 0))
     out.append(
         CompleteRound(
             job_id=job.job_id,
@@ -105,7 +109,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             baseline_score=float(report.baseline_score),
             score=float(report.final_score),
             selected_ids=tuple(report.newly_selected),
-            evaluated=len(report.results),
+            evaluated=len(ids),
         )
     )
     return out

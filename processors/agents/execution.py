@@ -1,4 +1,9 @@
-"""Execution agent: runs each candidate's code in the sandbox, once per fold fit."""
+"""Execution agent: runs each candidate's code in the sandbox, once per fold fit.
+
+The sandbox sees only the source columns of the round's candidates, never the
+target. Codes run in batches over one shared table; fitted codes get every fold
+fit, stateless ones are computed once.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,14 @@ import numpy as np
 from commands.store import EventStore
 from commands.unit_of_work import Progress, Trace, load_feature, load_job
 from domain.envelope import Envelope
-from domain.feature import RecordExecution, RejectFeature
+from domain.feature import Feature, RecordExecution, RejectFeature
 from domain.job import CompleteStage, StageCompleted
 from processors.agents.dataset import base_and_plan
 from processors.workbench import Workbench
 
 NAME = "execution"
 SUBSCRIBES = (StageCompleted,)
-CHUNK = 20  # features per interim commit: progress on the feed, little lost on a crash
+CHUNK = 20  # codes per sandbox batch and per interim commit: progress on the feed, little lost on a crash
 
 
 def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
@@ -28,63 +33,66 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     if job is None or job.terminal or (done.round, "execution") in job.stages_done:
         return []
     frame, _, plan = base_and_plan(job, bench)
+    features = [f for f in (load_feature(store, fid) for fid in done.feature_ids) if f is not None and f.code]
+    ok_ids = [f.feature_id for f in features if f.execution is not None and f.execution.ok]
+    failed = sum(1 for f in features if f.execution is not None and not f.execution.ok)
+    todo = [f for f in features if f.execution is None]  # the rest was recorded before a restart
+    columns = sorted({c for f in todo for c in f.proposal.source_columns if c in frame.columns} - {job.request.target})
+    data = frame.select(columns).to_arrow()
     sandbox = bench.sandbox()
-    total = len(done.feature_ids)
-    ok_ids: list[str] = []
-    failed = 0
     started = time.monotonic()
-    pending: list[Any] = []
-    for index, fid in enumerate(done.feature_ids, start=1):
-        feature = load_feature(store, fid)
-        if feature is None or feature.code is None:
-            continue
-        if feature.execution is not None:  # recorded before a restart
-            if feature.execution.ok:
-                ok_ids.append(fid)
-            else:
-                failed += 1
-            continue
-        columns = [c for c in feature.proposal.source_columns if c in frame.columns]
-        data = frame.select(columns).to_arrow()
-        result = sandbox.run(feature.code.code, data, list(plan.fits) if feature.code.fitted else None)
-        if result.ok and result.values is not None:
-            values = np.asarray(result.values, dtype=np.float64)
-            column = values[:, -1]
-            finite = column[np.isfinite(column)]
-            n_unique = int(np.unique(finite).size) if finite.size else 0
-            null_rate = float(1 - finite.size / max(1, column.size))
-            if n_unique <= 1:
-                failed += 1
-                pending += _failure(fid, result.duration_s, "the feature is constant on this data", "output")
-            else:
-                artifact = bench.save_artifact(job.job_id, fid, values if feature.code.fitted else values[:, :1])
-                ok_ids.append(fid)
-                pending.append(
-                    RecordExecution(fid, True, None, None, result.duration_s * 1000, artifact, null_rate, n_unique)
-                )
-        else:
-            failed += 1
-            pending += _failure(fid, result.duration_s, result.reason or "failed", result.violation)
-            pending.append(Trace(job.job_id, NAME, "tool_result", f"{feature.proposal.name} failed: {result.reason}"))
-        if index % CHUNK == 0 or index == total:
-            pending.append(Progress(job.job_id, NAME, "execution", index, total, f"{len(ok_ids)} ok, {failed} failed"))
-            bench.emit(pending)
-            pending = []
+    total, finished = len(features), len(features) - len(todo)
+    for fitted in (False, True):
+        group = [f for f in todo if bool(f.code and f.code.fitted) == fitted]
+        for start in range(0, len(group), CHUNK):
+            chunk = group[start : start + CHUNK]
+            results = sandbox.run_batch([f.code.code for f in chunk], data, list(plan.fits) if fitted else None)  # type: ignore[union-attr]
+            commands: list[Any] = []
+            for feature, result in zip(chunk, results, strict=True):
+                outcome = _record(feature, result, job.job_id, bench, fitted)
+                commands += outcome
+                if isinstance(outcome[0], RecordExecution) and outcome[0].ok:
+                    ok_ids.append(feature.feature_id)
+                else:
+                    failed += 1
+            finished += len(chunk)
+            commands.append(
+                Progress(job.job_id, NAME, "execution", finished, total, f"{len(ok_ids)} ok, {failed} failed")
+            )
+            bench.emit(commands)
     seconds = time.monotonic() - started
+    order = {fid: i for i, fid in enumerate(done.feature_ids)}
+    ok_ids.sort(key=order.__getitem__)
     return [
-        *pending,
         Trace(
             job.job_id,
             NAME,
             "decision",
-            f"executed {total} candidates in the sandbox in {seconds:.1f} s: {len(ok_ids)} ok, {failed} failed",
+            f"executed {len(todo)} candidates in the sandbox in {seconds:.1f} s: {len(ok_ids)} ok, {failed} failed",
         ),
         CompleteStage(job.job_id, done.round, "execution", tuple(ok_ids), len(ok_ids), failed),
     ]
 
 
-def _failure(fid: str, duration_s: float, reason: str, violation: str | None) -> list[Any]:
-    return [
-        RecordExecution(fid, False, reason, violation, duration_s * 1000, None, None, None),
-        RejectFeature(fid, "execution", reason),
-    ]
+def _record(feature: Feature, result: Any, job_id: str, bench: Workbench, fitted: bool) -> list[Any]:
+    fid, ms = feature.feature_id, result.duration_s * 1000
+    if not result.ok or result.values is None:
+        reason = result.reason or "failed"
+        return [
+            RecordExecution(fid, False, reason, result.violation, ms, None, None, None),
+            RejectFeature(fid, "execution", reason),
+            Trace(job_id, NAME, "tool_result", f"{feature.proposal.name} failed: {reason}"),
+        ]
+    values = np.asarray(result.values, dtype=np.float64)
+    column = values[:, -1]
+    finite = column[np.isfinite(column)]
+    n_unique = int(np.unique(finite).size) if finite.size else 0
+    if n_unique <= 1:
+        reason = "the feature is constant on this data"
+        return [
+            RecordExecution(fid, False, reason, "output", ms, None, None, None),
+            RejectFeature(fid, "execution", reason),
+        ]
+    artifact = bench.save_artifact(job_id, fid, values if fitted else values[:, :1])
+    null_rate = float(1 - finite.size / max(1, column.size))
+    return [RecordExecution(fid, True, None, None, ms, artifact, null_rate, n_unique)]

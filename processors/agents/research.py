@@ -28,20 +28,41 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     ]
     found = research(profile, bench.knowledge_base())
     summary = found.to_dict()
-    domains = tuple(found.domains)
+    domains = tuple(hit.domain for hit in found.domains)
     out.append(
         Trace(
             job_id,
             NAME,
             "tool_result",
-            f"domains: {', '.join(domains) or 'none recognised'}; {len(found.findings)} column findings",
-            {"domains": list(domains)},
+            "domains: "
+            + (", ".join(f"{hit.domain} ({hit.confidence:.0%})" for hit in found.domains) or "none recognised")
+            + f"; {len(found.findings)} column findings, {len(found.features)} known formulas",
+            {"domains": [vars(hit) for hit in found.domains]},
         )
     )
-    for finding in list(found.findings)[:15]:
-        item = finding.to_dict() if hasattr(finding, "to_dict") else dict(vars(finding))
-        columns = item.get("columns") or item.get("column")
-        out.append(Trace(job_id, NAME, "thought", f"{columns}: {item.get('meaning', '')}", item))
+    for finding in found.findings[:15]:
+        fit = (
+            ""
+            if finding.fits is None
+            else (
+                " (values fit the typical range)"
+                if finding.fits
+                else " (values OUTSIDE the typical range: check units)"
+            )
+        )
+        out.append(
+            Trace(job_id, NAME, "thought", f"{finding.column}: {finding.meaning}{fit}", {"source": finding.source})
+        )
+    for known in found.features[:10]:
+        out.append(
+            Trace(
+                job_id,
+                NAME,
+                "thought",
+                f"known transformation {known.name}: {known.rationale}",
+                {"source": known.source},
+            )
+        )
     out.append(Progress(job_id, NAME, "research", 1, 1, "domain research done"))
     out.append(
         RecordDomainResearch(

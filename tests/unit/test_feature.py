@@ -29,7 +29,12 @@ EVAL = f.RecordEvaluation("f", 1, "confirm", "roc_auc", 0.01, 0.004, 0.001, 0.00
 def test_happy_path_to_approval() -> None:
     state, events = run(PROPOSE, CODE, OK, EVAL, f.SelectFeature("f", 1, "helps"), f.ApproveFeature("f", "ok"))
     assert [type(e).__name__ for e in events] == [
-        "FeatureProposed", "CodeGenerated", "CodeExecuted", "FeatureEvaluated", "FeatureSelected", "FeatureApproved",
+        "FeatureProposed",
+        "CodeGenerated",
+        "CodeExecuted",
+        "FeatureEvaluated",
+        "FeatureSelected",
+        "FeatureApproved",
     ]
     assert state is not None and state.status == "approved" and state.job_id == "j"
 
@@ -54,7 +59,7 @@ def test_failed_execution_cannot_be_evaluated_but_can_be_rejected() -> None:
     failed = f.RecordExecution("f", False, "timed out", "timeout", 30000.0, None, None, None)
     with pytest.raises(InvalidTransition):
         run(PROPOSE, CODE, failed, EVAL)
-    state, events = run(PROPOSE, CODE, failed, f.RejectFeature("f", "execution", "timed out"))
+    state, _ = run(PROPOSE, CODE, failed, f.RejectFeature("f", "execution", "timed out"))
     assert state is not None and state.status == "rejected"
 
 

@@ -1,0 +1,62 @@
+"""The HTTP API: `create_app(settings, *, store=None, runtime=None)`.
+
+Adapters are opened in the lifespan (chdb allows one data folder per process,
+so the app must close it on shutdown) and a background task follows the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, FastAPI
+
+from commands.store import EventStore
+from gateway import problems
+from gateway.bootstrap import bootstrap
+from gateway.routes import audit, connections, explorer, features, jobs, streams, tenants
+from gateway.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, *, store: EventStore | None = None, runtime: Any = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await anyio.to_thread.run_sync(lambda: bootstrap(settings, store=store, runtime=runtime))
+        app.state.services = services
+        tasks = [asyncio.create_task(services.follow_log()), asyncio.create_task(services.run_projections())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            app.state.services = None
+            await anyio.to_thread.run_sync(services.close)
+
+    app = FastAPI(
+        title="AFEP API",
+        version="1",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.services = None
+    problems.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (jobs, features, tenants, connections, explorer, audit, streams):
+        api.include_router(module.router)
+
+    @api.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(api)
+    return app

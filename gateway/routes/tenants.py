@@ -1,0 +1,137 @@
+"""/api/v1/tenants and /api/v1/projects. Platform admins manage every tenant; others see their own."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from gateway.auth import Permission
+from gateway.dependencies import Auditor, ServicesDep, allowed
+from gateway.problems import Problem, not_found
+from gateway.routes.jobs import PageOut, page_out
+from projections import directory
+from projections.database import IntegrityViolation
+
+router = APIRouter(tags=["tenants"])
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    slug: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    tier: str = Field(default="free", pattern="^(free|pro|enterprise)$")
+    id: str | None = None
+
+
+class ProjectIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    description: str = ""
+    default_connection_id: str | None = None
+    id: str | None = None
+
+
+def _visible_tenant(auditor: Auditor, services: ServicesDep, tenant_id: str) -> dict[str, Any]:
+    row = directory.get_tenant(services.db, tenant_id)
+    if row is None or not (auditor.principal.operates_platform or auditor.principal.tenant_id == tenant_id):
+        raise not_found("tenant", tenant_id, "list visible tenants with GET /api/v1/tenants")
+    return row
+
+
+@router.post("/tenants", status_code=201)
+def create_tenant(
+    body: TenantIn, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_TENANTS)
+) -> dict[str, Any]:
+    if not auditor.principal.operates_platform:
+        raise Problem(
+            403, "Forbidden", "only admins of the 'platform' tenant create tenants; ask your operator", kind="forbidden"
+        )
+    slug = body.slug or re.sub(r"[^a-z0-9-]+", "-", body.name.lower()).strip("-")[:63] or "tenant"
+    tenant_id = body.id or slug
+    if directory.get_tenant(services.db, tenant_id) is not None:
+        raise Problem(409, "Conflict", f"tenant {tenant_id!r} exists; choose another id or slug")
+    try:
+        row = directory.create_tenant(services.db, tenant_id, body.name, slug, body.tier, datetime.now(UTC))
+    except IntegrityViolation as error:
+        raise Problem(409, "Conflict", f"slug {slug!r} is taken; choose another ({type(error).__name__})") from None
+    auditor.record("tenant.create", "tenant", tenant_id, new=row, status=201)
+    return row
+
+
+@router.get("/tenants")
+def list_tenants(
+    services: ServicesDep,
+    auditor: Auditor = allowed(Permission.VIEW_JOB),
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> PageOut:
+    scope = None if auditor.principal.operates_platform else [auditor.principal.tenant_id]
+    return page_out(directory.list_tenants(services.db, scope, cursor=cursor, limit=limit))
+
+
+@router.get("/tenants/{tenant_id}")
+def get_tenant(
+    tenant_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.VIEW_JOB)
+) -> dict[str, Any]:
+    return _visible_tenant(auditor, services, tenant_id)
+
+
+@router.delete("/tenants/{tenant_id}", status_code=204)
+def delete_tenant(
+    tenant_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_TENANTS)
+) -> Response:
+    before = _visible_tenant(auditor, services, tenant_id)
+    directory.delete_tenant(services.db, tenant_id)
+    auditor.record("tenant.delete", "tenant", tenant_id, previous=before, status=204)
+    return Response(status_code=204)
+
+
+@router.post("/projects", status_code=201)
+def create_project(
+    body: ProjectIn, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_CONNECTIONS)
+) -> dict[str, Any]:
+    tenant = auditor.principal.tenant_id
+    project_id = body.id or str(uuid.uuid4())
+    if directory.get_project(services.db, tenant, project_id) is not None:
+        raise Problem(409, "Conflict", f"project {project_id!r} exists; omit id to get a fresh one")
+    try:
+        row = directory.create_project(
+            services.db, tenant, project_id, body.name, body.description, body.default_connection_id, datetime.now(UTC)
+        )
+    except IntegrityViolation:
+        raise Problem(409, "Conflict", f"project id {project_id!r} is taken; omit id to get a fresh one") from None
+    auditor.record("project.create", "project", project_id, new=row, status=201)
+    return row
+
+
+@router.get("/projects")
+def list_projects(
+    services: ServicesDep,
+    auditor: Auditor = allowed(Permission.VIEW_JOB),
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> PageOut:
+    return page_out(directory.list_projects(services.db, auditor.principal.tenant_id, cursor=cursor, limit=limit))
+
+
+@router.get("/projects/{project_id}")
+def get_project(
+    project_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.VIEW_JOB)
+) -> dict[str, Any]:
+    row = directory.get_project(services.db, auditor.principal.tenant_id, project_id)
+    if row is None:
+        raise not_found("project", project_id, "list them with GET /api/v1/projects")
+    return row
+
+
+@router.delete("/projects/{project_id}", status_code=204)
+def delete_project(
+    project_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_CONNECTIONS)
+) -> Response:
+    before = get_project(project_id, services, auditor)
+    directory.delete_project(services.db, auditor.principal.tenant_id, project_id)
+    auditor.record("project.delete", "project", project_id, previous=before, status=204)
+    return Response(status_code=204)

@@ -1,0 +1,45 @@
+"""Feature evaluation engine: which candidate features really help a LightGBM.
+
+API
+---
+``plan_folds(y, task, seed) -> FoldPlan``
+    Search/guard row split and the screen (1x5-fold), confirm (2x5-fold) and guard
+    (2 halves of the 20% guard rows) splits. ``FoldPlan.fits`` are the reference
+    masks the execution stage computes each candidate for (one per split, the
+    last is all rows); ``fit_index_for_split(i)`` gives the column for split i.
+
+``prepare_base(df, target, task, positive_class, exclude) -> BaseMatrix``
+    Raw features encoded for LightGBM (numeric float64, categorical integer codes,
+    date(time)s as epoch seconds plus parts); ``BaseMatrix.encode`` re-applies the
+    encodings to new rows.
+
+``evaluate_round(base, plan, candidates, selected, *, task, seed, deadline=None,
+threads=2, progress=None, categorical=(), confirm_top=20, max_new=10) -> RoundReport``
+    candidates/selected: id -> float64 array (n_rows, n_fits) (1-D is accepted for
+    stateless features). Stages: binned-Newton screening from the baseline's
+    out-of-fold scores -> full LightGBM refits on 2x5 confirm splits for the top
+    ``confirm_top`` (successive halving), Nadeau-Bengio corrected paired t-test,
+    Benjamini-Hochberg over the confirmed -> greedy forward selection (each
+    addition must still help, p<=0.05) -> harm guard on unseen rows.
+
+``baseline_score(base, plan, *, task, seed) -> float``
+    Raw-feature score (mean over confirm splits).
+"""
+
+from processors.engine.evaluation import CandidateShapeError, baseline_score, evaluate_round
+from processors.engine.folds import FoldPlan, plan_folds
+from processors.engine.matrix import BaseMatrix, EngineInputError, prepare_base
+from processors.engine.report import CandidateResult, RoundReport
+
+__all__ = [
+    "BaseMatrix",
+    "CandidateResult",
+    "CandidateShapeError",
+    "EngineInputError",
+    "FoldPlan",
+    "RoundReport",
+    "baseline_score",
+    "evaluate_round",
+    "plan_folds",
+    "prepare_base",
+]

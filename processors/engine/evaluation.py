@@ -1,0 +1,251 @@
+"""evaluate_round: screen -> confirm -> select -> guard, with a report per candidate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping
+
+import numpy as np
+
+from processors.engine.folds import FoldPlan
+from processors.engine.matrix import BaseMatrix
+from processors.engine.reasons import Outcome, describe
+from processors.engine.report import CandidateResult, RoundReport
+from processors.engine.scoring import Task, metric_name
+from processors.engine.screening import screen_candidates
+from processors.engine.selection import (
+    REDUNDANT_CORR,
+    Selection,
+    apply_guard,
+    greedy_select,
+    most_correlated,
+    standardised,
+)
+from processors.engine.statistics import PairedTest, benjamini_hochberg, corrected_paired_test
+from processors.engine.trials import FeatureSet, Progress, Trials
+
+CONFIRM_TOP = 20
+SELECT_Q = 0.10
+SELECT_P = 0.05
+MAX_NEW = 10
+
+
+class CandidateShapeError(ValueError):
+    """A candidate array does not match (n_rows, n_fits) of the fold plan."""
+
+
+def _as_fits(cid: str, values: np.ndarray, plan: FoldPlan) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
+        arr = np.repeat(arr.reshape(-1, 1), plan.n_fits, axis=1)  # stateless: same for all fits
+    if arr.shape != (plan.n_rows, plan.n_fits):
+        raise CandidateShapeError(
+            f"candidate '{cid}' has shape {arr.shape}, expected ({plan.n_rows}, {plan.n_fits}): "
+            "compute it once per fit mask of the fold plan"
+        )
+    return np.where(np.isfinite(arr), arr, np.nan)
+
+
+def baseline_score(
+    base: BaseMatrix, plan: FoldPlan, *, task: Task, seed: int, threads: int = 2
+) -> float:
+    """Mean raw-feature score over the confirm splits."""
+    trials = Trials(base, plan, {}, task, seed, threads, None)
+    try:
+        return float(np.mean(trials.scores((), plan.split_indices("confirm"))))
+    finally:
+        trials.close()
+
+
+def _valid_fraction(plan: FoldPlan) -> float:
+    train_idx, valid_idx = plan.splits[plan.split_indices("confirm")[0]]
+    return valid_idx.shape[0] / (train_idx.shape[0] + valid_idx.shape[0])
+
+
+def _confirm(
+    trials: Trials,
+    baseline: FeatureSet,
+    order: list[str],
+    progress: Progress | None,
+) -> tuple[dict[str, PairedTest], list[str]]:
+    """Successive halving: all on the first confirm repeat, the promising on the second."""
+    confirm = trials.plan.split_indices("confirm")
+    half = len(confirm) // 2
+    first, second = confirm[:half], confirm[half:]
+    vf = _valid_fraction(trials.plan)
+    trials.run([(baseline, s) for s in confirm])
+    diffs: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
+    chunk = max(1, trials.threads)
+    for start in range(0, len(order), chunk):
+        if trials.out_of_time():
+            skipped.extend(order[start:])
+            break
+        batch = order[start : start + chunk]
+        trials.run([((*baseline, c), s) for c in batch for s in first])
+        for c in batch:
+            diffs[c] = trials.diffs((*baseline, c), baseline, first)
+        if progress:
+            progress("confirm", min(start + chunk, len(order)), len(order))
+    promising = [c for c in diffs if diffs[c].mean() > 0]
+    for start in range(0, len(promising), chunk):
+        if trials.out_of_time():
+            break
+        batch = promising[start : start + chunk]
+        trials.run([((*baseline, c), s) for c in batch for s in second])
+        for c in batch:
+            diffs[c] = trials.diffs((*baseline, c), baseline, confirm)
+    return {c: corrected_paired_test(d, vf) for c, d in diffs.items()}, skipped
+
+
+def evaluate_round(
+    base: BaseMatrix,
+    plan: FoldPlan,
+    candidates: Mapping[str, np.ndarray],
+    selected: Mapping[str, np.ndarray],
+    *,
+    task: Task,
+    seed: int,
+    deadline: float | None = None,
+    threads: int = 2,
+    progress: Progress | None = None,
+    categorical: Collection[str] = (),
+    confirm_top: int = CONFIRM_TOP,
+    max_new: int = MAX_NEW,
+) -> RoundReport:
+    """Decide which candidates help on top of raw features plus `selected`."""
+    started = time.monotonic()
+    pool = {c: _as_fits(c, v, plan) for c, v in {**selected, **candidates}.items()}
+    trials = Trials(base, plan, pool, task, seed, threads, deadline, frozenset(categorical))
+    try:
+        return _evaluate(trials, candidates, selected, progress, categorical, confirm_top, max_new, started)
+    finally:
+        trials.close()
+
+
+def _evaluate(
+    trials: Trials,
+    candidates: Mapping[str, np.ndarray],
+    selected: Mapping[str, np.ndarray],
+    progress: Progress | None,
+    categorical: Collection[str],
+    confirm_top: int,
+    max_new: int,
+    started: float,
+) -> RoundReport:
+    base, plan, pool, task = trials.base, trials.plan, trials.pool, trials.task
+    baseline: FeatureSet = tuple(selected)
+    confirm = plan.split_indices("confirm")
+    ids = [c for c in candidates if c not in selected]
+    outcomes = {c: Outcome() for c in ids}
+    notes: list[str] = []
+
+    full = plan.full_fit_index
+    ref_names = [*base.feature_names, *baseline]
+    ref_cols = standardised(
+        np.column_stack([base.x, *[pool[f][:, full] for f in baseline]])
+        if base.x.shape[1] or baseline
+        else np.empty((plan.n_rows, 0))
+    )
+    live: list[str] = []
+    for c in ids:
+        values = pool[c][:, full]
+        if not np.isfinite(values).any() or np.nanstd(values) == 0:
+            outcomes[c].note = "constant or all missing"
+            continue
+        other, r = most_correlated(values, ref_cols, ref_names)
+        if r > REDUNDANT_CORR:
+            outcomes[c].note = f"near-duplicate of '{other}' (|r|={r:.3f})"
+            continue
+        live.append(c)
+
+    if trials.out_of_time():
+        notes.append("deadline reached before screening: only the baseline was scored")
+        for c in live:
+            outcomes[c].note = "not evaluated: deadline reached before screening"
+        live = []
+    else:
+        screen = plan.split_indices("screen")
+        oof = trials.oof_raw(baseline, screen)
+        gains = screen_candidates(plan, task, base.y, oof, live, pool, categorical)
+        for c, g in zip(live, gains, strict=True):
+            outcomes[c].screen_gain = float(g)
+        if progress:
+            progress("screen", len(live), len(live))
+
+    ranked = sorted(live, key=lambda c: -outcomes[c].screen_gain)
+    order = ranked[:confirm_top]
+    for rank, c in enumerate(ranked, start=1):
+        outcomes[c].screen_rank = rank
+    tests, skipped = _confirm(trials, baseline, order, progress) if order else ({}, [])
+    if skipped:
+        notes.append(f"deadline reached: {len(skipped)} screened candidates were not confirmed")
+    for c in skipped:
+        outcomes[c].note = "not confirmed: deadline reached"
+    q_values = benjamini_hochberg([tests[c].p_value for c in tests])
+    for (c, test), q in zip(tests.items(), q_values, strict=True):
+        outcomes[c].test = test
+        outcomes[c].q_value = float(q)
+        outcomes[c].stage = "confirm"
+    eligible = sorted(
+        (c for c in tests if tests[c].mean > 0 and tests[c].p_value <= SELECT_P and outcomes[c].q_value <= SELECT_Q),
+        key=lambda c: (tests[c].p_value, -tests[c].mean),
+    )
+    sel = Selection()
+    if eligible and not trials.out_of_time():
+        full_values = {c: pool[c][:, full] for c in eligible}
+        sel = greedy_select(
+            trials, baseline, eligible, tests, full_values,
+            alpha=SELECT_P, max_new=max_new, valid_fraction=_valid_fraction(plan),
+        )  # fmt: skip
+        sel = apply_guard(trials, baseline, sel)
+    elif eligible:
+        notes.append("deadline reached before selection: nothing selected this round")
+        for c in eligible:
+            outcomes[c].note = "deadline reached before selection"
+    for c, note in sel.notes.items():
+        outcomes[c].note = note
+        outcomes[c].stage = "select"
+    final: FeatureSet = (*baseline, *sel.chosen)
+    ranks = trials.importance_ranks(final, confirm) if sel.chosen else {}
+    for c in sel.chosen:
+        outcomes[c].stage = "select"
+        outcomes[c].selected = True
+        outcomes[c].conditional = sel.tests[c]
+        outcomes[c].importance_rank = ranks[c]
+        outcomes[c].n_before = sel.chosen.index(c) + len(baseline)
+    outcomes_guard = sel.guard_lift
+    base_scores = trials.scores(baseline, confirm)
+    final_scores = trials.scores(final, confirm)
+    metric = metric_name(task)
+    base_mean = float(base_scores.mean())
+    results = tuple(
+        CandidateResult(
+            id=c,
+            stage_reached=o.stage,
+            screen_gain=o.screen_gain,
+            lift=None if o.test is None else o.test.mean,
+            ci_low=None if o.test is None else o.test.ci_low,
+            ci_high=None if o.test is None else o.test.ci_high,
+            p_value=None if o.test is None else o.test.p_value,
+            q_value=o.q_value,
+            importance_rank=o.importance_rank,
+            selected=o.selected,
+            reason=describe(o, metric, base_mean, outcomes_guard, confirm_top, len(tests)),
+        )
+        for c, o in outcomes.items()
+    )
+    return RoundReport(
+        metric=metric,
+        baseline_score=base_mean,
+        final_score=float(final_scores.mean()),
+        candidates=results,
+        newly_selected=tuple(sel.chosen),
+        baseline_fold_scores=tuple(float(s) for s in base_scores),
+        final_fold_scores=tuple(float(s) for s in final_scores),
+        guard_lift=sel.guard_lift,
+        n_screened=len(live),
+        n_confirmed=len(tests),
+        seconds=time.monotonic() - started,
+        notes=tuple(notes),
+    )

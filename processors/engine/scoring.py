@@ -1,0 +1,109 @@
+"""One LightGBM fit on one split, scored with the job's metric.
+
+Each model uses ``num_threads=1``: on small tables (<= ~10k rows) LightGBM's
+OpenMP threads spend more time synchronising than working (measured: 5 folds of
+breast_cancer 2.3 s with 2 threads vs 0.22 s with 1), so the engine runs models
+side by side in worker processes instead (see `trials.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Task = Literal["classification", "regression"]
+
+MAX_ROUNDS = 600
+EARLY_STOPPING = 30
+
+
+def metric_name(task: Task) -> str:
+    return "roc_auc" if task == "classification" else "rmse"
+
+
+def lgb_params(task: Task, seed: int) -> dict[str, object]:
+    """Fast yet close to the external protocol (defaults, 31 leaves) with a larger step."""
+    return {
+        "objective": "binary" if task == "classification" else "regression",
+        "learning_rate": 0.1,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "max_bin": 63,
+        "feature_fraction": 1.0,
+        "num_threads": 1,
+        "deterministic": True,
+        "seed": seed,
+        "verbose": -1,
+    }
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUC with average ranks for ties."""
+    from scipy.stats import rankdata
+
+    pos = y > 0.5
+    n_pos = int(pos.sum())
+    n_neg = int(y.shape[0] - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def metric_value(task: Task, y: np.ndarray, raw: np.ndarray) -> float:
+    if task == "classification":
+        return roc_auc(y, raw)
+    return float(np.sqrt(np.mean((y - raw) ** 2)))
+
+
+def lift_of(task: Task, base: float, new: float) -> float:
+    """Improvement in the metric's natural direction: positive means better."""
+    return new - base if task == "classification" else base - new
+
+
+@dataclass(frozen=True)
+class FitResult:
+    score: float
+    raw_valid: np.ndarray
+    importance: np.ndarray
+    best_iteration: int
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One model: rows of `x` split into train/valid, `categorical` column indices."""
+
+    x: np.ndarray
+    y: np.ndarray
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+    categorical: tuple[int, ...]
+
+
+def fit_and_score(job: FitJob, task: Task, seed: int) -> FitResult:
+    import lightgbm as lgb
+
+    params = lgb_params(task, seed)
+    cat = list(job.categorical) or "auto"
+    train = lgb.Dataset(
+        job.x[job.train_idx], job.y[job.train_idx], categorical_feature=cat, free_raw_data=False
+    )
+    valid = lgb.Dataset(job.x[job.valid_idx], job.y[job.valid_idx], reference=train)
+    model = lgb.train(
+        params,
+        train,
+        num_boost_round=MAX_ROUNDS,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+    )
+    best = model.best_iteration or model.current_iteration()
+    raw = np.asarray(model.predict(job.x[job.valid_idx], num_iteration=best, raw_score=True))
+    y_valid = job.y[job.valid_idx]
+    return FitResult(
+        score=metric_value(task, y_valid, raw),
+        raw_valid=raw,
+        importance=np.asarray(model.feature_importance("gain", iteration=best), dtype=np.float64),
+        best_iteration=int(best),
+    )

@@ -1,0 +1,109 @@
+"""Stage 3: greedy forward selection on the confirm splits, then the harm guard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from processors.engine.statistics import PairedTest, corrected_paired_test
+from processors.engine.trials import FeatureSet, Trials
+
+REDUNDANT_CORR = 0.98
+
+
+def standardised(values: np.ndarray) -> np.ndarray:
+    """Column-standardise with missing values at the column mean (for correlations)."""
+    v = np.array(values, dtype=np.float64, ndmin=2)
+    if v.shape[0] == 1 and values.ndim == 1:
+        v = v.T
+    v[~np.isfinite(v)] = np.nan
+    mean = np.nanmean(np.where(np.isnan(v).all(axis=0), 0.0, v), axis=0)
+    v = np.where(np.isnan(v), mean, v) - mean
+    std = v.std(axis=0)
+    return np.divide(v, std, out=np.zeros_like(v), where=std > 0)
+
+
+def most_correlated(vector: np.ndarray, others: np.ndarray, names: Sequence[str]) -> tuple[str, float]:
+    """Name and |r| of the column of `others` (standardised) most correlated with `vector`."""
+    if others.shape[1] == 0:
+        return "", 0.0
+    z = standardised(vector)[:, 0]
+    r = np.abs(z @ others) / max(1, z.shape[0])
+    j = int(np.argmax(r))
+    return names[j], float(r[j])
+
+
+@dataclass
+class Selection:
+    chosen: list[str] = field(default_factory=list)
+    tests: dict[str, PairedTest] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    guard_lift: float | None = None
+    guard_dropped: list[str] = field(default_factory=list)
+
+
+def greedy_select(
+    trials: Trials,
+    baseline: FeatureSet,
+    ordered: Sequence[str],
+    first_tests: Mapping[str, PairedTest],
+    full_values: Mapping[str, np.ndarray],
+    *,
+    alpha: float,
+    max_new: int,
+    valid_fraction: float,
+) -> Selection:
+    """Add candidates in order while each still helps next to those already added."""
+    confirm = trials.plan.split_indices("confirm")
+    sel = Selection()
+    current = baseline
+    names: list[str] = []
+    cols: list[np.ndarray] = []
+    for cid in ordered:
+        if len(sel.chosen) >= max_new:
+            sel.notes[cid] = f"round cap of {max_new} new features reached"
+            continue
+        if trials.out_of_time():
+            sel.notes[cid] = "deadline reached before it could be tested next to the selected set"
+            continue
+        if cols:
+            other, r = most_correlated(full_values[cid], np.column_stack(cols), names)
+            if r > REDUNDANT_CORR:
+                sel.notes[cid] = f"near-duplicate of selected '{other}' (|r|={r:.3f})"
+                continue
+        if current == baseline:
+            test = first_tests[cid]
+        else:
+            test = corrected_paired_test(
+                trials.diffs((*current, cid), current, confirm), valid_fraction
+            )
+        if test.mean > 0 and test.p_value <= alpha:
+            sel.chosen.append(cid)
+            sel.tests[cid] = test
+            current = (*current, cid)
+            names.append(cid)
+            cols.append(standardised(full_values[cid])[:, 0])
+        else:
+            sel.notes[cid] = (
+                f"adds only {test.mean:+.4g} next to {len(sel.chosen)} selected "
+                f"feature(s) (p={test.p_value:.3f})"
+            )
+    return sel
+
+
+def apply_guard(trials: Trials, baseline: FeatureSet, sel: Selection) -> Selection:
+    """Drop the last-added features until the set beats the baseline on guard rows."""
+    guard = trials.plan.split_indices("guard")
+    while sel.chosen and guard:
+        lift = float(np.mean(trials.diffs((*baseline, *sel.chosen), baseline, guard)))
+        sel.guard_lift = lift
+        if lift > 0:
+            break
+        dropped = sel.chosen.pop()
+        sel.guard_dropped.append(dropped)
+        sel.notes[dropped] = (
+            f"dropped by harm guard: the set including it scored {lift:+.4g} on held-out guard rows"
+        )
+    return sel

@@ -1,0 +1,297 @@
+"""ClickHouse: the analytics copy of the event log (seed §4.2) and the append-only audit trail (§6.4).
+
+Embedded through chdb (`path`) or a server (`url`), with the same client code.
+
+Idempotence without transactions: `events` is a ReplacingMergeTree whose sorting
+key ends in the global log position, so a row written twice (a crash between the
+insert and the checkpoint) collapses into one, and reads use FINAL to see exactly
+one row per position before merges. Each batch is also inserted with an
+`insert_deduplication_token` of its position range, so a retried batch is dropped
+by the engine itself. The checkpoint lives in ClickHouse too and only moves after
+the insert succeeded; the projector resumes from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from commands.store import EventStore
+from domain import job
+from domain.envelope import Envelope
+from schemas.codec import event_to_dict
+
+EVENTS_DDL = """CREATE TABLE IF NOT EXISTS events (
+    event_id String, position UInt64, tenant_id LowCardinality(String), project_id String, job_id String,
+    stream_id String, version UInt32, event_type LowCardinality(String), event_subtype LowCardinality(String),
+    agent_type LowCardinality(String), actor String, correlation_id String, causation_id Nullable(String),
+    payload String, timestamp DateTime64(3, 'UTC'), date Date MATERIALIZED toDate(timestamp)
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (tenant_id, project_id, job_id, timestamp, position)
+TTL date + INTERVAL 90 DAY
+SETTINGS non_replicated_deduplication_window = 1000"""
+AUDIT_DDL = """CREATE TABLE IF NOT EXISTS audit (
+    id UUID, time DateTime64(3, 'UTC'), actor String, tenant_id LowCardinality(String), role LowCardinality(String),
+    action LowCardinality(String), resource_type LowCardinality(String), resource_id String,
+    previous_state String, new_state String, source_ip String, user_agent String, status_code UInt16
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(time)
+ORDER BY (tenant_id, time, id)
+TTL toDateTime(time) + INTERVAL 7 YEAR"""
+CHECKPOINT_DDL = """CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name String, position UInt64, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(position) ORDER BY name"""
+EVENT_COLUMNS = (
+    "event_id",
+    "position",
+    "tenant_id",
+    "project_id",
+    "job_id",
+    "stream_id",
+    "version",
+    "event_type",
+    "event_subtype",
+    "agent_type",
+    "actor",
+    "correlation_id",
+    "causation_id",
+    "payload",
+    "timestamp",
+)
+AUDIT_COLUMNS = (
+    "id",
+    "time",
+    "actor",
+    "tenant_id",
+    "role",
+    "action",
+    "resource_type",
+    "resource_id",
+    "previous_state",
+    "new_state",
+    "source_ip",
+    "user_agent",
+    "status_code",
+)
+
+
+class ClickHouse:
+    """One client per process (chdb allows one data folder per process); calls are serialised."""
+
+    def __init__(self, *, url: str | None, path: Path) -> None:
+        import clickhouse_connect
+
+        if url:
+            self._client: Any = clickhouse_connect.get_client(dsn=url)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+        self._lock = threading.Lock()
+        for ddl in (EVENTS_DDL, AUDIT_DDL, CHECKPOINT_DDL):
+            self.command(ddl)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self._client.command(sql, parameters=parameters)
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._client.query(sql, parameters=parameters)
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def insert(self, table: str, rows: list[Sequence[Any]], columns: Sequence[str], token: str | None = None) -> None:
+        settings = {"insert_deduplication_token": token} if token else None
+        with self._lock:
+            self._client.insert(table, rows, column_names=list(columns), settings=settings)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def _utc(at: datetime) -> datetime:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+class ClickHouseEventsProjection:
+    """Copies the log into `events`, checkpointed, at-least-once written and exactly-once read."""
+
+    name = "clickhouse_events"
+
+    def __init__(self, clickhouse: ClickHouse, store: EventStore, *, batch_size: int = 1000) -> None:
+        self.ch = clickhouse
+        self.store = store
+        self.batch_size = batch_size
+        self._owners: dict[str, tuple[str, str]] | None = None
+
+    def position(self) -> int:
+        rows = self.ch.rows(
+            "SELECT max(position) AS p FROM projection_checkpoints FINAL WHERE name = {n:String}", {"n": self.name}
+        )
+        return int(rows[0]["p"] or 0) if rows else 0
+
+    def _owner(self, envelope: Envelope) -> tuple[str, str]:
+        """(tenant, project) of the job an event belongs to: the job's, not whatever the writer put."""
+        if self._owners is None:
+            rows = self.ch.rows(
+                "SELECT job_id, any(tenant_id) AS t, any(project_id) AS p FROM events "
+                "WHERE event_type = 'JobRequested' GROUP BY job_id"
+            )
+            self._owners = {r["job_id"]: (r["t"], r["p"]) for r in rows}
+        e = envelope.event
+        if isinstance(e, job.JobRequested):
+            self._owners[e.job_id] = (envelope.tenant_id, e.project_id)
+        return self._owners.get(getattr(e, "job_id", ""), (envelope.tenant_id, ""))
+
+    def _row(self, envelope: Envelope) -> list[Any]:
+        import orjson
+
+        e = envelope.event
+        tenant, project = self._owner(envelope)
+        subtype = getattr(e, "kind", None) or getattr(e, "stage", None) or ""
+        agent = getattr(e, "agent", None) or (envelope.actor if envelope.causation_id else "")
+        return [
+            envelope.event_id,
+            envelope.position,
+            tenant,
+            project,
+            getattr(e, "job_id", ""),
+            envelope.stream_id,
+            envelope.version,
+            envelope.event_type,
+            subtype,
+            agent,
+            envelope.actor,
+            envelope.correlation_id,
+            envelope.causation_id,
+            orjson.dumps(event_to_dict(e)).decode(),
+            _utc(envelope.occurred_at),
+        ]
+
+    def catch_up(self) -> int:
+        position = self.position()
+        while True:
+            batch = [e for e in self.store.read_all(after=position, limit=self.batch_size) if e.position > position]
+            if not batch:
+                return position
+            token = f"{self.name}:{batch[0].position}-{batch[-1].position}"
+            self.ch.insert("events", [self._row(e) for e in batch], EVENT_COLUMNS, token=token)
+            position = batch[-1].position
+            self.ch.insert("projection_checkpoints", [[self.name, position]], ("name", "position"))
+
+    def rebuild(self) -> int:
+        self.ch.command("TRUNCATE TABLE IF EXISTS events")
+        self.ch.command("ALTER TABLE projection_checkpoints DELETE WHERE name = {n:String}", {"n": self.name})
+        self._owners = None
+        return self.catch_up()
+
+
+def job_events(
+    clickhouse: ClickHouse, tenant_id: str, job_id: str, *, event_type: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """A job's events from ClickHouse, one row per log position, in log order."""
+    where = "tenant_id = {t:String} AND job_id = {j:String}"
+    if event_type:
+        where += " AND event_type = {e:String}"
+    return clickhouse.rows(
+        f"SELECT * EXCEPT date FROM events FINAL WHERE {where} ORDER BY position LIMIT {int(limit)}",
+        {"t": tenant_id, "j": job_id, "e": event_type or ""},
+    )
+
+
+# -------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    actor: str
+    tenant_id: str
+    role: str
+    action: str
+    resource_type: str
+    resource_id: str
+    previous_state: str
+    new_state: str
+    source_ip: str
+    user_agent: str
+    status_code: int
+    time: datetime
+
+
+class ClickHouseAuditLog:
+    """Append-only: `record` inserts, `search` reads. There is deliberately no update or delete."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self.ch = clickhouse
+
+    def record(self, entry: AuditRecord) -> str:
+        audit_id = uuid.uuid4()
+        self.ch.insert(
+            "audit",
+            [
+                [
+                    audit_id,
+                    _utc(entry.time),
+                    entry.actor,
+                    entry.tenant_id,
+                    entry.role,
+                    entry.action,
+                    entry.resource_type,
+                    entry.resource_id,
+                    entry.previous_state,
+                    entry.new_state,
+                    entry.source_ip,
+                    entry.user_agent,
+                    entry.status_code,
+                ]
+            ],
+            AUDIT_COLUMNS,
+        )
+        return str(audit_id)
+
+    def search(
+        self,
+        tenant_id: str,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Newest first; `before` is the (time, id) of the last row of the previous page."""
+        where, params = ["tenant_id = {tenant:String}"], {"tenant": tenant_id}
+        for column, value in (
+            ("actor", actor),
+            ("action", action),
+            ("resource_type", resource_type),
+            ("resource_id", resource_id),
+        ):
+            if value:
+                where.append(f"{column} = {{{column}:String}}")
+                params[column] = value
+        if since:
+            where.append("time >= {since:DateTime64(3, 'UTC')}")
+            params["since"] = _utc(since)  # type: ignore[assignment]
+        if until:
+            where.append("time < {until:DateTime64(3, 'UTC')}")
+            params["until"] = _utc(until)  # type: ignore[assignment]
+        if before:
+            where.append("(time, toString(id)) < ({bt:DateTime64(3, 'UTC')}, {bid:String})")
+            params["bt"], params["bid"] = _utc(before[0]), before[1]  # type: ignore[assignment]
+        rows = self.ch.rows(
+            f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY time DESC, toString(id) DESC LIMIT {int(limit)}",
+            params,
+        )
+        for row in rows:
+            row["id"] = str(row["id"])
+        return rows

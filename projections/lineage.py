@@ -1,0 +1,87 @@
+"""Lineage edges: source column -> feature, feature -> domain source, feature -> agent execution,
+event and job. Edges are keyed by their content, so re-applying one is a no-op."""
+
+from __future__ import annotations
+
+import hashlib
+
+from domain import feature
+from domain.envelope import Envelope
+from projections.agents import execution_id
+from projections.database import Database, Row, Tx
+
+TABLES = ("lineage_edges",)
+DDL = (
+    """CREATE TABLE IF NOT EXISTS {lineage_edges} (
+        id TEXT PRIMARY KEY, seq BIGINT NOT NULL, tenant_id TEXT NOT NULL, job_id TEXT NOT NULL,
+        feature_id TEXT NOT NULL, src_type TEXT NOT NULL, src_id TEXT NOT NULL, dst_type TEXT NOT NULL,
+        dst_id TEXT NOT NULL, relation TEXT NOT NULL, event_id TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {lineage_edges}_feature ON {lineage_edges} (tenant_id, feature_id, seq)",
+)
+_RECORDED = (
+    feature.FeatureProposed,
+    feature.CodeGenerated,
+    feature.CodeExecuted,
+    feature.FeatureEvaluated,
+    feature.FeatureSelected,
+    feature.FeatureRejected,
+    feature.FeatureApproved,
+    feature.FeatureDeprecated,
+)
+
+
+def _edge(
+    tx: Tx,
+    envelope: Envelope,
+    tenant: str,
+    feature_id: str,
+    job_id: str,
+    src: tuple[str, str],
+    dst: tuple[str, str],
+    relation: str,
+) -> None:
+    key = hashlib.sha256(f"{src}|{dst}|{relation}".encode()).hexdigest()[:32]
+    tx.execute(
+        """INSERT INTO {lineage_edges} (id, seq, tenant_id, job_id, feature_id, src_type, src_id, dst_type, dst_id,
+            relation, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING""",
+        (key, envelope.position, tenant, job_id, feature_id, *src, *dst, relation, envelope.event_id),
+    )
+
+
+def apply(tx: Tx, envelope: Envelope) -> None:
+    e = envelope.event
+    if not isinstance(e, _RECORDED):
+        return
+    tenant = str(tx.scalar("SELECT tenant_id FROM {jobs} WHERE id = ?", (e.job_id,)) or envelope.tenant_id)
+    node = ("feature", e.feature_id)
+
+    def link(src: tuple[str, str], dst: tuple[str, str], relation: str) -> None:
+        _edge(tx, envelope, tenant, e.feature_id, e.job_id, src, dst, relation)
+
+    if isinstance(e, feature.FeatureProposed):
+        for column in e.source_columns:
+            link(("column", column), node, "derived_from")
+        for url in e.domain_sources:
+            link(node, ("domain_source", url), "cites")
+        link(node, ("job", e.job_id), "part_of")
+    link(node, ("event", envelope.event_id), envelope.event_type)
+    if envelope.causation_id is not None:
+        link(node, ("agent_execution", execution_id(e.job_id, envelope.actor, envelope.causation_id)), "produced_by")
+
+
+# ----------------------------------------------------------------- queries
+
+
+def feature_lineage(db: Database, tenant_id: str, feature_id: str) -> dict[str, list[Row]]:
+    """The lineage graph of one feature as nodes and edges (empty when the feature is not the tenant's)."""
+    with db.transaction(write=False) as tx:
+        edges = tx.all(
+            """SELECT src_type, src_id, dst_type, dst_id, relation, event_id FROM {lineage_edges}
+            WHERE tenant_id = ? AND feature_id = ? ORDER BY seq, id""",
+            (tenant_id, feature_id),
+        )
+    nodes: dict[tuple[str, str], Row] = {}
+    for edge in edges:
+        for kind, ident in ((edge["src_type"], edge["src_id"]), (edge["dst_type"], edge["dst_id"])):
+            nodes.setdefault((kind, ident), {"type": kind, "id": ident})
+    return {"nodes": list(nodes.values()), "edges": edges}

@@ -1,0 +1,285 @@
+"""The HTTP API end to end: real SQLite store and read models, real chdb, real auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from commands.recorder_store import SqliteEventStore
+from commands.unit_of_work import execute
+from domain import feature
+from domain.envelope import Context
+from gateway.app import create_app
+from gateway.auth import create_api_key, issue_token
+from gateway.settings import Settings
+
+pytestmark = pytest.mark.clickhouse
+
+
+class Wakeable:
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+
+@dataclass
+class Api:
+    client: TestClient
+    settings: Settings
+    store: SqliteEventStore
+    runtime: Wakeable
+
+    def key(self, tenant: str, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {create_api_key(self.settings, tenant, role)}"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(data_dir=tmp_path, secret_key="test-secret-key-please-change-it-now")
+    store = SqliteEventStore(settings.event_db_path)
+    runtime = Wakeable()
+    with TestClient(create_app(settings, store=store, runtime=runtime)) as client:
+        yield Api(client, settings, store, runtime)
+    store.close()
+
+
+def project(api: Api, headers: dict[str, str], project_id: str = "p1") -> None:
+    r = api.client.post("/api/v1/projects", json={"name": "Churn", "id": project_id}, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+def new_job(api: Api, headers: dict[str, str], **extra: object) -> dict[str, object]:
+    r = api.client.post(
+        "/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "y", **extra}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def select_feature(api: Api, job_id: str, feature_id: str, tenant: str) -> None:
+    """What the agents would do: propose, generate, execute, evaluate and select a feature."""
+    at = Context(at=datetime.now(UTC), actor="evaluator", tenant_id=tenant, causation_id="cause-1")
+    execute(
+        api.store,
+        [
+            (
+                feature.ProposeFeature(
+                    feature_id, job_id, 1, "ratio_a_b", "a/b", "why", "{}", ("a", "b"), 0.1, "ideation", ()
+                ),
+                at,
+            ),
+            (feature.RecordCode(feature_id, "code", "polars", "h", None, None, False), at),
+            (feature.RecordExecution(feature_id, True, None, None, 1.0, None, 0.0, 5), at),
+            (feature.RecordEvaluation(feature_id, 1, "confirm", "auc", 0.1, 0.02, 0.01, 0.03, 0.01, 1, "ok"), at),
+            (feature.SelectFeature(feature_id, 1, "significant"), at),
+        ],
+    )
+
+
+def test_openapi_and_problem_json(api: Api) -> None:
+    assert api.client.get("/api/v1/openapi.json").json()["info"]["title"] == "AFEP API"
+    r = api.client.get("/api/v1/jobs")
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    assert "Authorization: Bearer" in r.json()["detail"]
+
+
+def test_create_list_paginate_and_get_jobs(api: Api) -> None:
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    created = [new_job(api, admin)["id"] for _ in range(5)]
+    assert api.runtime.wakes == 5
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = api.client.get("/api/v1/jobs", params=params, headers=admin).json()
+        seen += [j["id"] for j in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == created[::-1]
+    got = api.client.get(f"/api/v1/jobs/{created[0]}", headers=admin).json()
+    assert got["status"] == "requested" and got["tenant_id"] == "acme" and got["requested_by"].startswith("key:")
+    bad = api.client.get("/api/v1/jobs", params={"cursor": "nope"}, headers=admin)
+    assert bad.status_code == 400 and "next_cursor" in bad.json()["detail"]
+
+
+def test_same_job_id_is_idempotent_and_cancel_retry(api: Api) -> None:
+    ds = api.key("acme", "Data Scientist")
+    project(api, ds)
+    first = new_job(api, ds, job_id="j-1")
+    again = api.client.post(
+        "/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "y", "job_id": "j-1"}, headers=ds
+    )
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    assert api.client.post("/api/v1/jobs/j-1/cancel", headers=ds).json()["status"] == "cancelled"
+    assert api.client.post("/api/v1/jobs/j-1/retry", headers=ds).json()["status"] == "requested"
+    retry_again = api.client.post("/api/v1/jobs/j-1/retry", headers=ds)
+    assert retry_again.status_code == 409 and "only failed or cancelled" in retry_again.json()["detail"]
+
+
+def test_tenant_isolation_is_404(api: Api) -> None:
+    acme, other = api.key("acme", "admin"), api.key("globex", "admin")
+    project(api, acme)
+    job_id = new_job(api, acme)["id"]
+    select_feature(api, str(job_id), "f1", "acme")
+    for path in (
+        f"/api/v1/jobs/{job_id}",
+        f"/api/v1/jobs/{job_id}/history",
+        "/api/v1/features/f1",
+        "/api/v1/features/f1/lineage",
+        "/api/v1/projects/p1",
+    ):
+        r = api.client.get(path, headers=other)
+        assert r.status_code == 404, path
+    assert api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=other).status_code == 404
+    assert api.client.post("/api/v1/features/f1/approve", headers=other).status_code == 404
+    assert api.client.get("/api/v1/jobs", headers=other).json()["items"] == []
+    # a job for another tenant's project is refused too
+    r = api.client.post("/api/v1/jobs", json={"project_id": "p1", "source": "d.csv", "target": "y"}, headers=other)
+    assert r.status_code == 404
+
+
+def test_role_matrix_and_audit_of_approval(api: Api) -> None:
+    admin, ds, viewer = api.key("acme", "admin"), api.key("acme", "data_scientist"), api.key("acme", "viewer")
+    client_key = api.key("acme", "api_client")
+    project(api, admin)
+    job_id = str(new_job(api, client_key)["id"])
+    assert (
+        api.client.post(
+            "/api/v1/jobs", json={"project_id": "p1", "source": "d.csv", "target": "y"}, headers=viewer
+        ).status_code
+        == 403
+    )
+    assert api.client.get(f"/api/v1/jobs/{job_id}", headers=viewer).status_code == 200
+    select_feature(api, job_id, "f1", "acme")
+    denied = api.client.post("/api/v1/features/f1/approve", headers=ds)
+    assert denied.status_code == 403 and denied.headers["content-type"] == "application/problem+json"
+    assert api.client.post("/api/v1/features/f1/approve", headers=client_key).status_code == 403
+    approved = api.client.post("/api/v1/features/f1/approve", json={"comment": "ship"}, headers=admin)
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    assert api.client.get("/api/v1/audit", headers=ds).status_code == 403
+    audit = api.client.get("/api/v1/audit", params={"action": "feature.approve"}, headers=admin).json()["items"]
+    assert len(audit) == 1
+    row = audit[0]
+    assert (row["resource_type"], row["resource_id"], row["previous_state"], row["new_state"]) == (
+        "feature",
+        "f1",
+        "selected",
+        "approved",
+    )
+    assert row["actor"].startswith("key:") and row["role"] == "admin" and row["user_agent"] == "testclient"
+    assert row["source_ip"] == "testclient"
+    denials = api.client.get("/api/v1/audit", params={"action": "denied.approve_feature"}, headers=admin).json()
+    assert len(denials["items"]) == 2
+
+
+def test_jwt_hs256_and_bad_tokens(api: Api) -> None:
+    token = issue_token(api.settings, "alice@acme", "acme", "Admin")
+    bearer = {"Authorization": f"Bearer {token}"}
+    project(api, bearer)
+    assert new_job(api, bearer)["requested_by"] == "alice@acme"
+    forged = issue_token(
+        Settings(data_dir=api.settings.data_dir, secret_key="another-secret-key-that-is-long-enough"),
+        "eve",
+        "acme",
+        "admin",
+    )
+    r = api.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401 and "rejected" in r.json()["detail"]
+
+
+def test_history_and_as_of(api: Api) -> None:
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    job_id = str(new_job(api, admin)["id"])
+    select_feature(api, job_id, "f1", "acme")
+    timeline = api.client.get(f"/api/v1/jobs/{job_id}/history", headers=admin).json()["timeline"]
+    assert [t["event_type"] for t in timeline][:2] == ["JobRequested", "FeatureProposed"]
+    proposed_at = timeline[1]["position"]
+    then = api.client.get(f"/api/v1/jobs/{job_id}", params={"as_of": proposed_at}, headers=admin).json()
+    assert then["job"]["status"] == "requested" and [f["status"] for f in then["features"]] == ["proposed"]
+    now = api.client.get(
+        f"/api/v1/jobs/{job_id}", params={"as_of": datetime.now(UTC).isoformat()}, headers=admin
+    ).json()
+    assert [f["status"] for f in now["features"]] == ["selected"]
+    bad = api.client.get(f"/api/v1/jobs/{job_id}", params={"as_of": "yesterday"}, headers=admin)
+    assert bad.status_code == 400
+
+
+def test_connections_encrypt_credentials_and_never_return_them(api: Api) -> None:
+    ds = api.key("acme", "data_scientist")
+    r = api.client.post(
+        "/api/v1/connections", json={"name": "wh", "uri": "postgresql://bob:hunter2@db:5432/wh"}, headers=ds
+    )
+    assert r.status_code == 201, r.text
+    assert "hunter2" not in r.text and r.json()["location"] == "postgresql://bob@db:5432/wh"
+    listed = api.client.get("/api/v1/connections", headers=ds)
+    assert "hunter2" not in listed.text and len(listed.json()["items"]) == 1
+    assert b"hunter2" not in api.settings.readmodel_db_path.read_bytes()
+    assert api.client.get("/api/v1/connections", headers=api.key("acme", "viewer")).status_code == 403
+    unsupported = api.client.post("/api/v1/connections", json={"name": "x", "uri": "ftp://x"}, headers=ds)
+    assert unsupported.status_code == 400 and "sqlite:///" in unsupported.json()["detail"]
+    conn_id = r.json()["id"]
+    assert api.client.delete(f"/api/v1/connections/{conn_id}", headers=ds).status_code == 204
+
+
+def test_rate_limit_answers_429_with_retry_after(api: Api) -> None:
+    viewer = api.key("tiny", "viewer")  # an unregistered tenant is on the free tier: 100 requests/hour
+    codes = [api.client.get("/api/v1/jobs", headers=viewer).status_code for _ in range(101)]
+    assert codes[:100] == [200] * 100 and codes[100] == 429
+    r = api.client.get("/api/v1/jobs", headers=viewer)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_tenants_platform_admin(api: Api) -> None:
+    operator = api.key("platform", "admin")
+    r = api.client.post("/api/v1/tenants", json={"name": "Acme Corp", "tier": "pro"}, headers=operator)
+    assert r.status_code == 201 and r.json()["slug"] == "acme-corp"
+    acme_admin = api.key("acme-corp", "admin")
+    assert api.client.post("/api/v1/tenants", json={"name": "X"}, headers=acme_admin).status_code == 403
+    assert [t["id"] for t in api.client.get("/api/v1/tenants", headers=acme_admin).json()["items"]] == ["acme-corp"]
+    assert api.client.get("/api/v1/tenants/acme-corp", headers=api.key("other", "admin")).status_code == 404
+    assert api.client.delete("/api/v1/tenants/acme-corp", headers=operator).status_code == 204
+
+
+def test_jwt_rs256_checks_issuer_and_audience(tmp_path: Path) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    settings = Settings(data_dir=tmp_path, jwt_public_key=public_pem, jwt_issuer="https://idp", jwt_audience="afep")
+    now = datetime.now(UTC)
+
+    def token(**claims: object) -> dict[str, str]:
+        base = {
+            "sub": "carol",
+            "tenant": "acme",
+            "roles": ["viewer"],
+            "iss": "https://idp",
+            "aud": "afep",
+            "exp": now.timestamp() + 60,
+        }
+        return {"Authorization": f"Bearer {jwt.encode({**base, **claims}, private, algorithm='RS256')}"}
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/v1/jobs", headers=token()).status_code == 200
+        assert client.get("/api/v1/jobs", headers=token(iss="https://evil")).status_code == 401
+        assert client.get("/api/v1/jobs", headers=token(aud="other")).status_code == 401
+        assert (
+            client.post(
+                "/api/v1/jobs", json={"project_id": "p", "source": "d.csv", "target": "y"}, headers=token()
+            ).status_code
+            == 403
+        )

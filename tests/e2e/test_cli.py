@@ -1,0 +1,217 @@
+"""The `afep` command as a user runs it: real processes, real SQLite store, real LightGBM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+AFEP = [sys.executable, "-m", "gateway.cli"]
+ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
+
+
+def afep(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AFEP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def credit_table(n: int = 1200, seed: int = 0) -> pl.DataFrame:
+    """Defaults depend on debt relative to income: a ratio trees cannot build from raw columns."""
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(8, 0.6, n)
+    debt = income * rng.uniform(0.05, 1.2, n)
+    age = rng.integers(18, 80, n)
+    home = rng.choice(["own", "rent", "parents", "other"], n)
+    noise = rng.normal(0, 1, n)
+    logit = 5 * (debt / income - 0.6) + 0.01 * (age - 45)
+    default = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return pl.DataFrame(
+        {
+            "Income": income,
+            "Debt": debt,
+            "Age": age,
+            "Home": home,
+            "Noise": noise,
+            "Status": np.where(default, "bad", "good"),
+        }
+    )
+
+
+def events(data_dir: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        return [(t, s) for t, s in conn.execute("SELECT topic, originator_id FROM stored_events ORDER BY rowid")]
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "credit.csv"
+    credit_table().write_csv(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv", "--target", "y"], "file not found: missing.csv"),
+        (["sqlite:///nowhere.db", "--table", "t", "--target", "y"], "database file not found"),
+        (["sqlite:///nowhere.db", "--target", "y"], "name the table with --table"),
+        (["{csv}", "--target", "Status", "--task", "sideways"], "--task must be one of"),
+    ],
+)
+def test_bad_input_before_a_job_starts(tmp_path: Path, csv: Path, args: list[str], message: str) -> None:
+    data_dir = tmp_path / "state"
+    result = afep("run", *[a.format(csv=csv) for a in args], "--data-dir", str(data_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (data_dir / "events.db").exists() or events(data_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "task", "message"),
+    [
+        (credit_table(50), "Stauts", "auto", "Status"),  # suggests the closest name
+        (credit_table(50).with_columns(pl.lit("bad").alias("Status")), "Status", "auto", "single value"),
+        (
+            credit_table(50).with_columns(
+                pl.when(pl.col("Age") > 60).then(None).otherwise(pl.col("Status")).alias("Status")
+            ),
+            "Status",
+            "auto",
+            "null",
+        ),
+        (credit_table(50).head(0), "Status", "auto", "empty"),
+        (credit_table(50), "Status", "regression", "regress"),
+    ],
+)
+def test_bad_input_ends_the_job_with_one_line_and_a_job_failed(
+    tmp_path: Path, frame: pl.DataFrame, target: str, task: str, message: str
+) -> None:
+    path = tmp_path / "data.parquet"
+    frame.write_parquet(path)
+    data_dir = tmp_path / "state"
+    result = afep("run", str(path), "--target", target, "--task", task, "--data-dir", str(data_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and message.lower() in line.lower(), line
+    topics = [t for t, _ in events(data_dir) if t not in ("AgentTraced", "ProgressReported")]
+    assert topics == ["JobRequested", "JobFailed"]
+
+
+@pytest.mark.slow
+def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
+    data_dir, out = tmp_path / "state", tmp_path / "out"
+    run = afep(
+        "run",
+        str(csv),
+        "--target",
+        "Status",
+        "--budget",
+        "60",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((out / "result.json").read_text())
+    features = json.loads((out / "features.json").read_text())
+    assert result["status"] == "completed" and result["task"] == "classification"
+    assert result["counts"]["selected"] == len(features) >= 1
+    best = features[0]
+    assert {"Debt", "Income"} <= set(best["source_columns"]) or any(
+        {"Debt", "Income"} <= set(f["source_columns"]) for f in features
+    )
+    assert all(f["p_value"] < 0.05 and f["ci"][0] > 0 for f in features)
+    assert all(len(f["code_hash"]) == 64 for f in features)
+
+    new_rows = credit_table(300, seed=1).drop("Status")
+    new_rows.write_csv(tmp_path / "new.csv")
+    applied = afep(
+        "apply", str(out), str(tmp_path / "new.csv"), "--out", str(tmp_path / "scored.parquet"), cwd=tmp_path
+    )
+    assert applied.returncode == 0, applied.stderr
+    scored = pl.read_parquet(tmp_path / "scored.parquet")
+    assert scored.height == 300 and all(f["name"] in scored.columns for f in features)
+
+    # exactly as evaluated: applied to the training rows, a feature equals its full-fit evaluation values
+    train_applied = tmp_path / "train_scored.parquet"
+    assert afep("apply", str(out), str(csv), "--out", str(train_applied), cwd=tmp_path).returncode == 0
+    artifacts = list((data_dir / "artifacts" / result["job_id"]).glob(f"{best['feature_id']}.npy"))
+    evaluated = np.load(artifacts[0])[:, -1]
+    np.testing.assert_allclose(pl.read_parquet(train_applied)[best["name"]].to_numpy(), evaluated, rtol=1e-9)
+
+    replay = afep("jobs", "replay", result["job_id"], "--data-dir", str(data_dir), "--no-traces", cwd=tmp_path)
+    assert replay.returncode == 0
+    order = [
+        name
+        for name in (
+            "JobRequested",
+            "SchemaAnalyzed",
+            "DomainResearched",
+            "RoundStarted",
+            "FeatureProposed",
+            "CodeGenerated",
+            "CodeExecuted",
+            "FeatureEvaluated",
+            "FeatureSelected",
+            "JobCompleted",
+        )
+    ]
+    positions = [replay.stdout.find(name) for name in order]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), positions
+
+
+@pytest.mark.slow
+def test_killed_mid_job_resumes_without_duplicates(tmp_path: Path, csv: Path) -> None:
+    data_dir, out = tmp_path / "state", tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            *AFEP,
+            "run",
+            str(csv),
+            "--target",
+            "Status",
+            "--budget",
+            "90",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (data_dir / "events.db").exists() and any(t == "CodeExecuted" for t, _ in events(data_dir)):
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = events(data_dir)
+    assert any(t == "CodeExecuted" for t, _ in before) and not any(t == "JobCompleted" for t, _ in before)
+    job_id = next(s for t, s in before if t == "JobRequested").removeprefix("job-")
+
+    resumed = afep("jobs", "resume", job_id, "--out", str(out), "--data-dir", str(data_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = events(data_dir)
+    assert [t for t, _ in after].count("JobCompleted") == 1
+    for topic in ("FeatureProposed", "CodeExecuted", "FeatureSelected"):
+        streams = [s for t, s in after if t == topic]
+        assert len(streams) == len(set(streams)), f"duplicate {topic}"
+    assert json.loads((out / "result.json").read_text())["status"] == "completed"

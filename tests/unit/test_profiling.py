@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from processors.profiling import (
+    ConstantTarget,
+    EmptyTable,
+    InputError,
+    NonNumericRegressionTarget,
+    TableProfile,
+    TargetHasNulls,
+    UnknownTargetColumn,
+    profile_table,
+)
+
+
+def credit_frame(n: int = 600) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    income = rng.lognormal(5, 0.5, n)
+    debt = rng.lognormal(4, 1.0, n)
+    risk = debt / income + rng.normal(0, 0.3, n)
+    status = np.where(risk > np.quantile(risk, 0.7), "bad", "good")
+    return pl.DataFrame({
+        "customer_id": np.arange(n),
+        "Income": income, "Debt": debt,
+        "Home": rng.choice(["rent", "owner", "parents"], n),
+        "leaky_flag": (status == "bad").astype(float) + rng.normal(0, 0.01, n),
+        "constant": np.ones(n),
+        "Status": status,
+    })
+
+
+def test_classification_profile_flags_ids_constants_and_leaks() -> None:
+    p = profile_table(credit_frame(), "Status", "auto")
+    assert p.task == "classification" and p.metric == "roc_auc"
+    assert p.positive_class == "bad"
+    assert p.id_columns == ("customer_id",)
+    assert {"customer_id", "constant", "leaky_flag"} == set(p.excluded_columns)
+    assert "leakage" in dict((f.column, f.reason) for f in p.excluded)["leaky_flag"]
+    assert p.column("Income").kind == "numeric" and p.column("Home").kind == "categorical"
+    assert p.column("Income").target_score > p.column("Home").target_score
+    assert p.column("Income").quantiles[0][0] == "p0"
+    assert len(p.column("Home").top_categories) == 3
+
+
+def test_round_trips_through_json() -> None:
+    p = profile_table(credit_frame(), "Status", "auto")
+    again = TableProfile.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again == p
+
+
+def test_regression_and_auto_task_resolution() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=300)
+    df = pl.DataFrame({"x": x, "y": x * 2 + rng.normal(size=300), "copy_of_y_name": rng.normal(size=300)})
+    p = profile_table(df, "y", "auto")
+    assert p.task == "regression" and p.metric == "rmse"
+    labels = pl.DataFrame({"x": x, "grade": rng.integers(0, 4, 300)})
+    p2 = profile_table(labels, "grade", "auto")
+    assert p2.task == "classification" and p2.metric == "log_loss" and p2.positive_class is None
+
+
+def test_warnings_skew_nulls_and_date_strings() -> None:
+    rng = np.random.default_rng(2)
+    n = 400
+    skewed = rng.lognormal(0, 2, n)
+    mostly_null = [None if i % 2 else float(i) for i in range(n)]
+    dates = [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(n)]
+    df = pl.DataFrame({"s": skewed, "m": mostly_null, "d": dates, "y": rng.integers(0, 2, n)})
+    p = profile_table(df, "y", "auto")
+    assert any("skewed" in w for w in p.column("s").warnings)
+    assert any("high null rate" in w for w in p.column("m").warnings)
+    assert p.column("d").kind == "datetime" and p.datetime_columns == ("d",)
+
+
+def test_exact_copy_of_target_is_a_leak() -> None:
+    df = pl.DataFrame({"a": [1.0, 2, 3, 4] * 10, "y": ["a", "b", "a", "b"] * 10,
+                       "y_copy": ["a", "b", "a", "b"] * 10})
+    p = profile_table(df, "y", "auto")
+    assert "y_copy" in p.excluded_columns
+
+
+@pytest.mark.parametrize(("df", "target", "task", "error", "text"), [
+    (pl.DataFrame({"default": [1, 0], "income": [1.0, 2.0]}), "defualt", "auto", UnknownTargetColumn, "'default'"),
+    (pl.DataFrame({"y": [1, 1, 1], "x": [1, 2, 3]}), "y", "auto", ConstantTarget, "single value"),
+    (pl.DataFrame({"y": [1, None, 0], "x": [1, 2, 3]}), "y", "auto", TargetHasNulls, "1 of 3 rows"),
+    (pl.DataFrame({"y": [], "x": []}), "y", "auto", EmptyTable, "0 rows"),
+    (pl.DataFrame({"y": ["a", "b"], "x": [1, 2]}), "y", "regression", NonNumericRegressionTarget, "classification"),
+])
+def test_typed_input_errors(df: pl.DataFrame, target: str, task: str, error: type, text: str) -> None:
+    with pytest.raises(error) as info:
+        profile_table(df, target, task)  # type: ignore[arg-type]
+    assert isinstance(info.value, InputError) and isinstance(info.value, ValueError)
+    assert text in str(info.value)
+
+
+def test_fast_on_10k_by_25() -> None:
+    import time
+    rng = np.random.default_rng(3)
+    cols = {f"x{i}": rng.normal(size=10_000) for i in range(20)}
+    cols |= {f"c{i}": rng.choice(["a", "b", "c"], 10_000) for i in range(4)}
+    df = pl.DataFrame(cols | {"y": rng.integers(0, 2, 10_000)})
+    start = time.perf_counter()
+    profile_table(df, "y", "auto")
+    assert time.perf_counter() - start < 1.0
