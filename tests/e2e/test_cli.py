@@ -24,7 +24,7 @@ def afep(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
     return subprocess.run([*AFEP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def credit_table(n: int = 1200, seed: int = 0) -> pl.DataFrame:
+def credit_table(n: int = 2000, seed: int = 0) -> pl.DataFrame:
     """Defaults depend on debt relative to income: a ratio trees cannot build from raw columns."""
     rng = np.random.default_rng(seed)
     income = rng.lognormal(8, 0.6, n)
@@ -32,7 +32,7 @@ def credit_table(n: int = 1200, seed: int = 0) -> pl.DataFrame:
     age = rng.integers(18, 80, n)
     home = rng.choice(["own", "rent", "parents", "other"], n)
     noise = rng.normal(0, 1, n)
-    logit = 5 * (debt / income - 0.6) + 0.01 * (age - 45)
+    logit = 14 * (debt / income - 0.6) + 0.02 * (age - 45)
     default = rng.random(n) < 1 / (1 + np.exp(-logit))
     return pl.DataFrame(
         {
