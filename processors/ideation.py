@@ -39,13 +39,15 @@ SIGNIFICANT = 0.05
 @dataclass(frozen=True)
 class Feedback:
     spec: FeatureSpec
-    lift: float
-    p_value: float
+    lift: float | None  # None: never confirmed (screened out, failed or not evaluated)
+    p_value: float | None
     selected: bool
 
     @property
     def helped(self) -> bool:
-        return self.selected or (self.lift > 0 and self.p_value < SIGNIFICANT)
+        if self.selected:
+            return True
+        return self.lift is not None and self.p_value is not None and self.lift > 0 and self.p_value < SIGNIFICANT
 
 
 @dataclass(frozen=True)
@@ -203,15 +205,15 @@ def _combine(a: FeatureSpec, b_expr: str, b_cols: tuple[str, ...], joiner: str) 
 def _exploit(
     profile: TableProfile, feedback: Sequence[Feedback], usable: set[str], units: dict[str, str]
 ) -> list[Proposal]:
-    helped = sorted((f for f in feedback if f.helped), key=lambda f: (-f.lift, spec_key(f.spec)))[:5]
+    helped = sorted((f for f in feedback if f.helped), key=lambda f: (-(f.lift or 0.0), spec_key(f.spec)))[:5]
     if not helped:
         return []
-    top_lift = max(f.lift for f in helped) or 1.0
+    top_lift = max((f.lift or 0.0) for f in helped) or 1.0
     strong = numeric_columns(profile, units)[:6]
     groups = [c.name for c in group_columns(profile, units)[:3]]
     out: list[Candidate] = []
     for f in helped:
-        base = 0.55 + 0.35 * max(0.0, min(1.0, f.lift / top_lift))
+        base = 0.55 + 0.35 * max(0.0, min(1.0, (f.lift or 0.0) / top_lift))
         nums = [
             c for c in f.spec.columns if c in usable and units.get(c) != "code" and profile.column(c).kind == "numeric"
         ]

@@ -119,6 +119,21 @@ def _utc(at: datetime) -> datetime:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+# DateTime64 holds 1900-01-01 .. 2299-12-31; ClickHouse rejects a query parameter outside it.
+DATETIME64_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+DATETIME64_MAX = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+def _bound(at: datetime) -> datetime:
+    """A caller's time bound clamped into DateTime64's range: every stored time lies inside, so
+    `time >= since` and `time < until` select the same rows as with the unclamped bound."""
+    try:
+        moment = _utc(at)
+    except OverflowError:  # year 1 or 9999 shifted by its UTC offset past what datetime holds
+        return DATETIME64_MIN if at.year < DATETIME64_MIN.year else DATETIME64_MAX
+    return min(max(moment, DATETIME64_MIN), DATETIME64_MAX)
+
+
 class ClickHouseEventsProjection:
     """Copies the log into `events`, checkpointed, at-least-once written and exactly-once read."""
 
@@ -281,13 +296,13 @@ class ClickHouseAuditLog:
                 params[column] = value
         if since:
             where.append("time >= {since:DateTime64(3, 'UTC')}")
-            params["since"] = _utc(since)  # type: ignore[assignment]
+            params["since"] = _bound(since)  # type: ignore[assignment]
         if until:
             where.append("time < {until:DateTime64(3, 'UTC')}")
-            params["until"] = _utc(until)  # type: ignore[assignment]
+            params["until"] = _bound(until)  # type: ignore[assignment]
         if before:
             where.append("(time, toString(id)) < ({bt:DateTime64(3, 'UTC')}, {bid:String})")
-            params["bt"], params["bid"] = _utc(before[0]), before[1]  # type: ignore[assignment]
+            params["bt"], params["bid"] = _bound(before[0]), before[1]  # type: ignore[assignment]
         rows = self.ch.rows(
             f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY time DESC, toString(id) DESC LIMIT {int(limit)}",
             params,

@@ -102,11 +102,11 @@ def _history(store: EventStore, job: Job) -> tuple[list[Feedback], set[str]]:
             continue
         seen.add(feature.proposal.name)
         confirmed = [e for e in feature.evaluations if e.lift is not None]
-        last = confirmed[-1] if confirmed else (feature.evaluations[-1] if feature.evaluations else None)
+        last = confirmed[-1] if confirmed else None
         feedback.append(
             Feedback(
                 spec=FeatureSpec.from_dict(json.loads(feature.proposal.spec_json)),
-                lift=(last.lift if last and last.lift is not None else (last.screen_gain if last else None)),
+                lift=last.lift if last else None,
                 p_value=last.p_value if last else None,
                 selected=feature.status in ("selected", "approved"),
             )

@@ -18,9 +18,11 @@ threads=2, progress=None, categorical=(), confirm_top=20, max_new=10) -> RoundRe
     candidates/selected: id -> float64 array (n_rows, n_fits) (1-D is accepted for
     stateless features). Stages: binned-Newton screening from the baseline's
     out-of-fold scores -> full LightGBM refits on 2x5 confirm splits for the top
-    ``confirm_top`` (successive halving), Nadeau-Bengio corrected paired t-test,
-    Benjamini-Hochberg over the confirmed -> greedy forward selection (each
-    addition must still help, p<=0.05) -> harm guard on unseen rows.
+    ``confirm_top`` (successive halving), Nadeau-Bengio corrected paired t-test
+    (p<=0.05; BH q reported) -> greedy forward selection (each addition must
+    still help next to those already chosen, p<=0.05) -> harm guard: the chosen
+    set must beat the baseline on guard rows that no screening, test or
+    selection ever saw, else the last-added features are dropped.
 
 ``baseline_score(base, plan, *, task, seed) -> float``
     Raw-feature score (mean over confirm splits).

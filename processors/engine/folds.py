@@ -119,6 +119,4 @@ def plan_folds(
         mask[train_idx] = True
         fits.append(mask)
     fits.append(np.ones(n, dtype=bool))
-    return FoldPlan(
-        splits=tuple(splits), roles=tuple(roles), fits=tuple(fits), n_folds=n_folds, seed=seed
-    )
+    return FoldPlan(splits=tuple(splits), roles=tuple(roles), fits=tuple(fits), n_folds=n_folds, seed=seed)

@@ -96,9 +96,7 @@ def _encoding_for(name: str, series: pl.Series) -> ColumnEncoding:
     return ColumnEncoding(name, "categorical", categories=tuple(values))
 
 
-def encode_target(
-    series: pl.Series, task: Task, positive_class: str | None
-) -> tuple[np.ndarray, str | None]:
+def encode_target(series: pl.Series, task: Task, positive_class: str | None) -> tuple[np.ndarray, str | None]:
     """Target as float64 (0/1 for classification) and the positive class actually used."""
     if series.null_count():
         raise EngineInputError(
@@ -113,9 +111,7 @@ def encode_target(
     classes = labels.unique().sort().to_list()
     if positive_class is None:
         if len(classes) != 2:
-            raise EngineInputError(
-                f"target '{series.name}' has {len(classes)} classes: name the positive class"
-            )
+            raise EngineInputError(f"target '{series.name}' has {len(classes)} classes: name the positive class")
         positive_class = "1" if "1" in classes else ("true" if "true" in classes else classes[-1])
     if positive_class not in classes:
         raise EngineInputError(

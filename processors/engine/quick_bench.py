@@ -122,7 +122,13 @@ def build_candidates(base: BaseMatrix, x_all: np.ndarray, train_rows: int) -> li
 
 
 def external_score(
-    task: Task, seed: int, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, cats: list[int]
+    task: Task,
+    seed: int,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    cats: list[int],
 ) -> float:
     import lightgbm as lgb
     from sklearn.model_selection import train_test_split
@@ -147,7 +153,7 @@ def run(name: str, seed: int) -> dict[str, float]:
     from sklearn.model_selection import train_test_split
 
     df, target, task, positive = load(name)
-    df = df.filter(pl.col(target).is_not_null())
+    df = df.filter(pl.col(target).is_not_null()).drop("rownames", strict=False)
     full = prepare_base(df, target, task, positive)
     strat = full.y if task == "classification" else None
     train_idx, test_idx = train_test_split(np.arange(df.height), test_size=0.2, random_state=seed, stratify=strat)
@@ -196,7 +202,8 @@ def main(argv: list[str]) -> None:
     gains = np.array([r["gain"] for r in rows])
     secs = np.array([r["seconds"] for r in rows])
     print(
-        f"pooled error reduction {gains.mean():+.2%} (min {gains.min():+.2%}, worse in {int((gains < 0).sum())}/{len(gains)}); "
+        f"pooled error reduction {gains.mean():+.2%} (min {gains.min():+.2%}, "
+        f"worse in {int((gains < 0).sum())}/{len(gains)}); "
         f"engine seconds mean {secs.mean():.1f} max {secs.max():.1f}"
     )
 

@@ -14,6 +14,7 @@ class Outcome:
 
     stage: Stage = "screen"
     screen_gain: float = 0.0
+    importance_share: float = 0.0
     screen_rank: int | None = None
     test: PairedTest | None = None
     q_value: float | None = None
@@ -26,8 +27,8 @@ class Outcome:
 
 def _lift(metric: str, value: float, base: float) -> str:
     if metric == "rmse":
-        pct = f" ({value / base:+.1%})" if base > 0 else ""
-        return f"RMSE {-value:+.4g} lower{pct}" if value > 0 else f"RMSE {-value:+.4g}{pct}"
+        pct = f" ({abs(value) / base:.1%})" if base > 0 else ""
+        return f"RMSE {abs(value):.4g}{pct} {'lower' if value >= 0 else 'higher'}"
     return f"{value:+.4f} {metric.upper().replace('ROC_', '')}"
 
 
@@ -63,12 +64,13 @@ def describe(
             return f"{head}; {o.note}"
         if o.test.mean <= 0:
             return f"{head}: no gain over the baseline on full refits"
-        return f"{head}, q={o.q_value:.3g} after correcting for {n_tested} tested: not reliable enough"
+        return f"{head}: not reliable enough (needs p<=0.05; BH q={o.q_value:.3g} over {n_tested} tested)"
     if o.note:
         return o.note if o.screen_rank is None else f"{o.note} (screen gain {o.screen_gain:.2%})"
     if o.screen_rank is None:
         return "not screened"
     return (
-        f"screened out: {o.screen_gain:+.2%} loss reduction on screening folds, "
+        f"screened out: {o.importance_share:.2%} of a joint model's gain and {o.screen_gain:+.2%} residual loss "
+        "reduction on screening folds, "
         f"rank {o.screen_rank}, below the top {confirm_top}"
     )

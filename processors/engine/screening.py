@@ -20,6 +20,7 @@ import numpy as np
 
 from processors.engine.folds import FoldPlan
 from processors.engine.scoring import Task
+from processors.engine.trials import Trials
 
 NEWTON_STEPS = {"classification": 3, "regression": 1}
 PRIOR_ROWS = 20.0
@@ -54,8 +55,8 @@ def _bin_categorical(values: np.ndarray, train_idx: np.ndarray, n_bins: int) -> 
 
 def _loss(task: Task, y: np.ndarray, raw: np.ndarray) -> np.ndarray:
     if task == "classification":
-        return np.logaddexp(0.0, raw) - y * raw
-    return (y - raw) ** 2
+        return np.asarray(np.logaddexp(0.0, raw) - y * raw)
+    return np.asarray((y - raw) ** 2)
 
 
 def _grad_hess(task: Task, y: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +93,7 @@ def _screen_split(
         leaf += step
         raw_tr += step[flat_train].reshape(raw_tr.shape)
     raw_va = init[valid_idx][:, None] + leaf[flat_valid]
-    return _loss(task, y[valid_idx][:, None], raw_va).sum(axis=0)
+    return np.asarray(_loss(task, y[valid_idx][:, None], raw_va).sum(axis=0))
 
 
 def screen_candidates(
@@ -122,3 +123,27 @@ def screen_candidates(
         new_loss += _screen_split(task, y, oof_raw, bins, train_idx, valid_idx, n_bins)
         base_loss += float(_loss(task, y[valid_idx], oof_raw[valid_idx]).sum())
     return (base_loss - new_loss) / max(base_loss, 1e-12)
+
+
+def joint_importance(trials: Trials, baseline: tuple[str, ...], ids: Sequence[str]) -> np.ndarray:
+    """Share of a joint model's split gain that each candidate earns, averaged over screen splits.
+
+    One LightGBM per screen split sees the raw features, the selected ones and every
+    candidate at once, so candidates compete with the raw columns and with each other:
+    a ratio the trees would otherwise approximate with many splits earns gain, a copy of
+    a raw column or pure noise earns little. This ranks interactions that a
+    one-feature residual fit cannot see.
+    """
+    if not ids:
+        return np.zeros(0)
+    screen = trials.plan.split_indices("screen")
+    features = (*baseline, *ids)
+    trials.run([(features, s) for s in screen])
+    first = trials.base.x.shape[1] + len(baseline)
+    shares = np.zeros(len(ids))
+    for s in screen:
+        gain = trials.results[(features, s)].importance
+        total = float(gain.sum())
+        if total > 0:
+            shares += gain[first:] / total
+    return shares / len(screen)

@@ -29,10 +29,10 @@ class PairedTest:
     n: int
 
 
-def corrected_paired_test(diffs: Sequence[float], valid_fraction: float) -> PairedTest:
-    """One-sided test of mean(diffs) > 0 with the Nadeau-Bengio variance correction.
+def corrected_paired_test(diffs: Sequence[float] | np.ndarray, valid_fraction: float) -> PairedTest:
+    """Two-sided paired t-test of mean(diffs) != 0, optionally with the Nadeau-Bengio correction.
 
-    `valid_fraction` is n_valid / n_rows of one split (1/K for K-fold).
+    `valid_fraction` is n_valid / n_rows of one split (1/K for K-fold); 0 gives the plain test.
     """
     d = np.asarray(diffs, dtype=np.float64)
     n = int(d.shape[0])
@@ -43,12 +43,13 @@ def corrected_paired_test(diffs: Sequence[float], valid_fraction: float) -> Pair
     var = float(d.var(ddof=1))
     se = float(np.sqrt(var * (1.0 / n + ratio)))
     if se <= 1e-15:
-        p = 0.0 if mean > 0 else 1.0
+        p = 0.0 if mean != 0 else 1.0
         return PairedTest(mean, mean, mean, p, n)
     t = mean / se
     df = n - 1
     half = float(stats.t.ppf(0.975, df)) * se
-    return PairedTest(mean, mean - half, mean + half, float(stats.t.sf(t, df)), n)
+    # two-sided, so that p < 0.05 exactly when the reported 95% CI excludes zero
+    return PairedTest(mean, mean - half, mean + half, float(2 * stats.t.sf(abs(t), df)), n)
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:

@@ -7,11 +7,9 @@ its values with statistics fitted on that split's training rows only.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -21,16 +19,6 @@ from processors.engine.scoring import FitJob, FitResult, Task, fit_and_score, li
 
 FeatureSet = tuple[str, ...]
 Progress = Callable[[str, int, int], None]
-
-# Hand-off to forked workers: set just before the fork, read only in the children.
-# A LightGBM fit on a small table is dominated by per-iteration Python work that
-# holds the GIL, so threads give no speed-up (measured 1.15 s vs 1.19 s); forked
-# processes share the arrays copy-on-write and do give ~2x on 2 cores.
-_FORKED: list[Trials] = []
-
-
-def _fit_forked(key: tuple[FeatureSet, int]) -> FitResult:
-    return _FORKED[0].fit(key)
 
 
 @dataclass
@@ -47,7 +35,6 @@ class Trials:
     categorical: Collection[str] = ()
     results: dict[tuple[FeatureSet, int], FitResult] = field(default_factory=dict)
     n_fits: int = 0
-    workers: Any = None
 
     def time_left(self) -> float:
         return np.inf if self.deadline is None else self.deadline - time.monotonic()
@@ -61,38 +48,26 @@ class Trials:
             return self.base.x, self.base.categorical
         extra = np.column_stack([self.pool[f][:, col] for f in features])
         p = self.base.x.shape[1]
-        cats = self.base.categorical + tuple(
-            p + j for j, f in enumerate(features) if f in self.categorical
-        )
+        cats = self.base.categorical + tuple(p + j for j, f in enumerate(features) if f in self.categorical)
         return np.hstack([self.base.x, extra]), cats
 
     def fit(self, key: tuple[FeatureSet, int]) -> FitResult:
         features, split = key
         x, cats = self.design(features, split)
         train_idx, valid_idx = self.plan.splits[split]
-        return fit_and_score(FitJob(x, self.base.y, train_idx, valid_idx, cats), self.task, self.seed)
+        job = FitJob(x, self.base.y, train_idx, valid_idx, cats)
+        return fit_and_score(job, self.task, self.seed, 1)
 
     def run(self, keys: Sequence[tuple[FeatureSet, int]]) -> None:
-        """Fit every (set, split) not yet in the cache, `threads` at a time."""
+        """Fit every (set, split) not yet in the cache."""
         todo = list(dict.fromkeys(k for k in keys if k not in self.results))
-        if self.threads > 1 and len(todo) > 1 and "fork" in multiprocessing.get_all_start_methods():
-            if self.workers is None:
-                _FORKED[:] = [self]
-                self.workers = multiprocessing.get_context("fork").Pool(self.threads)
-                _FORKED.clear()
-            fitted = self.workers.map(_fit_forked, todo, chunksize=1)
-        else:
-            fitted = [self.fit(k) for k in todo]
+        # Sequential on purpose: concurrent lgb.train calls from threads segfaulted in
+        # lib_lightgbm (seen on ames, 2 threads), and forked workers hung after LightGBM
+        # had run in the parent. Each fit is single-threaded (fastest below 20k rows).
+        fitted = [self.fit(k) for k in todo]
         for key, result in zip(todo, fitted, strict=True):
             self.results[key] = result
         self.n_fits += len(todo)
-
-    def close(self) -> None:
-        """Stop the worker processes (call once the round is over)."""
-        if self.workers is not None:
-            self.workers.terminate()
-            self.workers.join()
-            self.workers = None
 
     def scores(self, features: FeatureSet, splits: Sequence[int]) -> np.ndarray:
         self.run([(features, s) for s in splits])

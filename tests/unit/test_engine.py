@@ -1,0 +1,137 @@
+"""Engine behaviour on small synthetic tables, with real LightGBM."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+from processors.engine import evaluate_round, plan_folds, prepare_base
+from processors.engine.statistics import benjamini_hochberg, corrected_paired_test
+from processors.engine.trials import Trials
+
+
+def _table(task: str, n: int = 800, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(1, 10, n)
+    b = rng.uniform(1, 10, n)
+    signal = np.log(a / b)
+    if task == "regression":
+        y: np.ndarray = signal + rng.normal(0, 0.05, n)
+    else:
+        y = (np.sin(4 * signal) + rng.normal(0, 0.3, n) > 0).astype(int)
+    return pl.DataFrame({"a": a, "b": b, "n1": rng.normal(size=n), "y": y})
+
+
+def _candidates(df: pl.DataFrame, n_fits: int, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ratio = (df["a"] / df["b"]).to_numpy()
+    out = {"a/b": np.repeat(ratio[:, None], n_fits, axis=1)}
+    for i in range(4):
+        out[f"noise{i}"] = np.repeat(rng.normal(size=(df.height, 1)), n_fits, axis=1)
+    return out
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_ratio_is_selected_and_noise_is_not(task: str) -> None:
+    df = _table(task, n=800 if task == "regression" else 1000)
+    base = prepare_base(df, "y", task, "1" if task == "classification" else None)
+    plan = plan_folds(base.y, task, seed=0)
+    report = evaluate_round(base, plan, _candidates(df, plan.n_fits), {}, task=task, seed=0)
+    ratio = report.result("a/b")
+    assert ratio.selected, ratio.reason
+    assert ratio.p_value is not None and ratio.p_value < 0.05
+    assert ratio.lift is not None and ratio.lift > 0
+    assert ratio.ci_low is not None and ratio.ci_low > 0
+    assert ratio.importance_rank is not None
+    assert report.newly_selected == ("a/b",)
+    assert not any(report.result(f"noise{i}").selected for i in range(4))
+    assert report.metric == ("roc_auc" if task == "classification" else "rmse")
+    if task == "regression":
+        assert report.final_score < report.baseline_score
+    else:
+        assert report.final_score > report.baseline_score
+
+
+def test_plan_keeps_guard_rows_out_of_search_splits() -> None:
+    y = np.random.default_rng(0).integers(0, 2, 400).astype(float)
+    plan = plan_folds(y, "classification", seed=3)
+    guard = np.concatenate([plan.splits[i][1] for i in plan.split_indices("guard")])
+    for i in (*plan.split_indices("screen"), *plan.split_indices("confirm")):
+        train_idx, valid_idx = plan.splits[i]
+        assert not np.intersect1d(guard, np.concatenate([train_idx, valid_idx])).size
+        assert plan.fits[plan.fit_index_for_split(i)][train_idx].all()
+        assert not plan.fits[plan.fit_index_for_split(i)][valid_idx].any()
+    assert plan.fits[plan.full_fit_index].all()
+    assert len(plan.fits) == len(plan.splits) + 1
+
+
+def test_each_split_uses_its_own_fit_column() -> None:
+    df = _table("regression", n=400)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    marker = np.tile(np.arange(plan.n_fits, dtype=np.float64), (plan.n_rows, 1))
+    trials = Trials(base, plan, {"m": marker}, "regression", 0, 1, None)
+    for i in range(len(plan.splits)):
+        x, _ = trials.design(("m",), i)
+        assert (x[:, -1] == plan.fit_index_for_split(i)).all()
+
+
+def test_fold_fitted_candidate_is_judged_on_its_fold_columns() -> None:
+    # Useful in every split column, pure noise in the all-rows column: it can only be
+    # selected if each split reads its own column.
+    df = _table("regression")
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    ratio = (df["a"] / df["b"]).to_numpy()
+    values = np.repeat(ratio[:, None], plan.n_fits, axis=1)
+    values[:, plan.full_fit_index] = np.random.default_rng(5).normal(size=plan.n_rows)
+    report = evaluate_round(base, plan, {"fold_ratio": values}, {}, task="regression", seed=0)
+    assert report.result("fold_ratio").selected, report.result("fold_ratio").reason
+
+
+def test_deadline_in_the_past_still_returns_a_report() -> None:
+    df = _table("regression", n=300)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    report = evaluate_round(
+        base, plan, _candidates(df, plan.n_fits), {}, task="regression", seed=0, deadline=time.monotonic() - 1
+    )
+    assert report.newly_selected == ()
+    assert np.isfinite(report.baseline_score)
+    assert report.final_score == report.baseline_score
+    assert all("deadline" in c.reason for c in report.candidates)
+    assert report.notes
+
+
+def test_same_seed_same_report() -> None:
+    df = _table("classification", n=400)
+    base = prepare_base(df, "y", "classification", "1")
+    plan = plan_folds(base.y, "classification", seed=7)
+    cands = _candidates(df, plan.n_fits)
+    first = evaluate_round(base, plan, cands, {}, task="classification", seed=7)
+    second = evaluate_round(base, plan, cands, {}, task="classification", seed=7)
+    assert first.candidates == second.candidates
+    assert first.baseline_fold_scores == second.baseline_fold_scores
+    assert first.newly_selected == second.newly_selected
+
+
+def test_selected_features_form_the_next_baseline() -> None:
+    df = _table("regression", n=400)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    cands = _candidates(df, plan.n_fits)
+    report = evaluate_round(base, plan, {"noise0": cands["noise0"]}, {"a/b": cands["a/b"]}, task="regression", seed=0)
+    assert report.newly_selected == ()
+    assert report.baseline_score < prepare_base(df, "y", "regression").y.std()
+
+
+def test_corrected_test_and_bh() -> None:
+    test = corrected_paired_test([0.01] * 5 + [0.012] * 5, valid_fraction=0.2)
+    assert test.p_value < 0.001 and test.ci_low > 0
+    flat = corrected_paired_test([0.01, -0.01] * 5, valid_fraction=0.2)
+    assert flat.p_value == pytest.approx(1.0)  # two-sided: no evidence either way
+    q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
+    assert q.tolist() == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
