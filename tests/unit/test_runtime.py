@@ -16,7 +16,9 @@ from processors.workbench import Workbench
 
 
 def bench(tmp_path: Path) -> Workbench:
-    return Workbench(datasets_dir=tmp_path / "d", artifacts_dir=tmp_path / "a", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    return Workbench(
+        datasets_dir=tmp_path / "d", artifacts_dir=tmp_path / "a", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
 
 def request(store: InMemoryEventStore, job_id: str = "j1") -> None:
