@@ -39,7 +39,8 @@ class UsageError(Exception):
 
 def _settings(data_dir: Path | None) -> Settings:
     settings = Settings()
-    return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
+    # absolute, so that paths recorded in events (dataset snapshots, artifacts) work from any directory
+    return settings.model_copy(update={"data_dir": (data_dir or settings.data_dir).resolve()})
 
 
 def _terminal(store: Any, job_id: str) -> bool:
@@ -176,7 +177,7 @@ def jobs_replay(
     traces: Annotated[bool, typer.Option(help="include agent traces and progress")] = True,
 ) -> None:
     """The job's timeline, rebuilt from the event log, with causation links."""
-    from gateway.console import timeline_table
+    from gateway.console import timeline_lines
     from gateway.runtime_wiring import build_store
 
     store = build_store(_settings(data_dir))
@@ -184,7 +185,8 @@ def jobs_replay(
     envelopes = [e for e in _all(store) if e.correlation_id == job.job_id]
     if not traces:
         envelopes = [e for e in envelopes if e.event_type not in ("AgentTraced", "ProgressReported")]
-    console.print(timeline_table(envelopes))
+    for line in timeline_lines(envelopes):
+        print(line)
 
 
 @jobs_app.command("resume")

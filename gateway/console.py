@@ -94,17 +94,20 @@ def results_table(result: dict[str, Any], features: list[dict[str, Any]]) -> Tab
     return table
 
 
-def timeline_table(envelopes: Sequence[Envelope]) -> Table:
-    table = Table(title="job history (from the event log)")
-    for column in ("pos", "time", "event", "actor", "caused by", "detail"):
-        table.add_column(column, overflow="fold")
+def timeline_lines(envelopes: Sequence[Envelope]) -> list[str]:
+    """One line per event: position, time, event, actor, the position of its cause, a summary.
+
+    Plain lines rather than a table, so that a replay can be piped, grepped and diffed.
+    """
     positions = {e.event_id: e.position for e in envelopes}
+    lines = [f"{'pos':>6}  {'time':<12}  {'event':<18}  {'actor':<20}  {'cause':>6}  detail"]
     for e in envelopes:
         cause = positions.get(e.causation_id or "", "")
-        table.add_row(
-            str(e.position), e.occurred_at.strftime("%H:%M:%S.%f")[:-3], e.event_type, e.actor, str(cause), summary(e)
+        lines.append(
+            f"{e.position:>6}  {e.occurred_at.strftime('%H:%M:%S.%f')[:-3]:<12}  {e.event_type:<18}  "
+            f"{e.actor[:20]:<20}  {cause!s:>6}  {summary(e)}"
         )
-    return table
+    return lines
 
 
 def summary(envelope: Envelope) -> str:

@@ -92,7 +92,7 @@ def validate(sql: str, kind: str) -> str:
     dialect = _DIALECTS[kind]
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except sqlglot.errors.ParseError as error:
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as error:
         raise RejectedQuery(f"the SQL does not parse as {dialect}: {str(error).splitlines()[0]}") from None
     if len(statements) != 1:
         raise RejectedQuery(f"send exactly one SELECT statement (got {len(statements)})")
