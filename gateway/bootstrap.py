@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -11,6 +13,7 @@ from typing import Any, Protocol
 import anyio
 
 from commands.store import EventStore
+from domain.envelope import Envelope
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from projections import directory
@@ -42,6 +45,27 @@ class Services:
     log_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     projections_due: asyncio.Event = field(default_factory=asyncio.Event)
     head: int = 0
+    # The tail of the log, read once by `follow_log` and shared by every live feed, so
+    # fifty subscribers cost one read per append instead of fifty.
+    recent: list[Envelope] = field(default_factory=list)
+    recent_positions: list[int] = field(default_factory=list)
+    recent_floor: int | None = None  # every event after this position is in `recent`
+    recent_limit: int = 20_000
+
+    def recent_after(self, position: int, limit: int = 500) -> list[Envelope] | None:
+        """Events after `position` from the shared tail, or None when the tail does not reach back."""
+        if self.recent_floor is None or position < self.recent_floor:
+            return None
+        start = bisect.bisect_right(self.recent_positions, position)
+        return self.recent[start : start + limit]
+
+    def _remember(self, batch: list[Envelope]) -> None:
+        self.recent.extend(batch)
+        self.recent_positions.extend(e.position for e in batch)
+        if len(self.recent) > 2 * self.recent_limit:
+            cut = len(self.recent) - self.recent_limit
+            self.recent_floor = self.recent_positions[cut - 1]
+            del self.recent[:cut], self.recent_positions[:cut]
 
     def after_commands(self) -> None:
         """Read-your-writes for the caller, and a nudge for the agents."""
@@ -51,16 +75,23 @@ class Services:
 
     async def follow_log(self) -> None:
         """Notice appends (ours or any other process's) and wake the SSE feeds and the projections."""
+        if self.recent_floor is None:
+            self.head = self.recent_floor = await anyio.to_thread.run_sync(self.store.last_position)
+            self.projections_due.set()
         while True:
             try:
-                head = await anyio.to_thread.run_sync(self.store.last_position)
-                if head != self.head:
-                    self.head = head
+                read = functools.partial(self.store.read_all, after=self.head, limit=500)
+                batch = await anyio.to_thread.run_sync(read)
+                if batch:
+                    self._remember(batch)
+                    self.head = batch[-1].position
                     self.projections_due.set()
                     async with self.log_changed:
                         self.log_changed.notify_all()
+                    if len(batch) == 500:
+                        continue
             except Exception:
-                log.exception("reading the log head failed; retrying")
+                log.exception("reading the log failed; retrying")
                 await asyncio.sleep(1.0)
             await asyncio.sleep(self.poll_seconds)
 

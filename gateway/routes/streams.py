@@ -109,7 +109,11 @@ async def feed(
 ) -> AsyncIterator[ServerSentEvent]:
     position = start
     while True:
-        batch = await anyio.to_thread.run_sync(functools.partial(services.store.read_all, after=position, limit=BATCH))
+        batch = services.recent_after(position)
+        if batch is None:  # older than the shared tail: catch up from the store
+            batch = await anyio.to_thread.run_sync(
+                functools.partial(services.store.read_all, after=position, limit=BATCH)
+            )
         for envelope in batch:
             position = envelope.position
             if belongs(envelope) and wanted(envelope, event_types, agent_types):
@@ -118,7 +122,7 @@ async def feed(
                     id=str(envelope.position),
                     event=message_type(envelope),
                 )
-        if len(batch) == BATCH:
+        if len(batch) >= BATCH:
             continue
         if await request.is_disconnected():
             return
