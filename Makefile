@@ -33,7 +33,9 @@ test: install services lint
 	$(BIN)/python -m pytest -q -x --timeout=600
 
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run          # AFEP vs OpenFE vs DFS -> docs/benchmarks.md (OpenFE/DFS records reused when cached)
+	$(BIN)/python -m bench.scale        # afep run on 10k x 25 -> bench/results/scale.json
+	$(BIN)/python -m bench.api          # SSE delivery latency, API requests/s -> docs/benchmarks-api.md
 
 clean:
 	rm -rf .afep out .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ import hashlib
 
 from domain import feature
 from domain.envelope import Envelope
+from domain.events import FEATURE_EVENTS
 from projections.agents import execution_id
 from projections.database import Database, Row, Tx
 
@@ -18,16 +19,7 @@ DDL = (
         dst_id TEXT NOT NULL, relation TEXT NOT NULL, event_id TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS {lineage_edges}_feature ON {lineage_edges} (tenant_id, feature_id, seq)",
 )
-_RECORDED = (
-    feature.FeatureProposed,
-    feature.CodeGenerated,
-    feature.CodeExecuted,
-    feature.FeatureEvaluated,
-    feature.FeatureSelected,
-    feature.FeatureRejected,
-    feature.FeatureApproved,
-    feature.FeatureDeprecated,
-)
+_RECORDED = FEATURE_EVENTS  # every step of a feature's life is an edge to the agent that took it
 
 
 def _edge(
@@ -49,9 +41,9 @@ def _edge(
 
 
 def apply(tx: Tx, envelope: Envelope) -> None:
-    e = envelope.event
-    if not isinstance(e, _RECORDED):
+    if not isinstance(envelope.event, _RECORDED):
         return
+    e: feature.FeatureEvent = envelope.event
     tenant = str(tx.scalar("SELECT tenant_id FROM {jobs} WHERE id = ?", (e.job_id,)) or envelope.tenant_id)
     node = ("feature", e.feature_id)
 
