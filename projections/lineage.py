@@ -4,6 +4,7 @@ event and job. Edges are keyed by their content, so re-applying one is a no-op."
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 from domain import feature
 from domain.envelope import Envelope
@@ -43,7 +44,7 @@ def _edge(
 def apply(tx: Tx, envelope: Envelope) -> None:
     if not isinstance(envelope.event, _RECORDED):
         return
-    e: feature.FeatureEvent = envelope.event
+    e = cast(feature.FeatureEvent, envelope.event)
     tenant = str(tx.scalar("SELECT tenant_id FROM {jobs} WHERE id = ?", (e.job_id,)) or envelope.tenant_id)
     node = ("feature", e.feature_id)
 
