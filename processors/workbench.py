@@ -29,6 +29,8 @@ class Workbench:
     clock: Callable[[], datetime] = utc_now
     sandbox_options: dict[str, float] = field(default_factory=dict)
     emit: Emit = lambda commands: None  # set by the runtime: commit interim results now
+    # (source, tenant) -> something `load_table` reads; the API wires in its stored connections
+    resolve_source: Callable[[str, str], str] = lambda source, tenant: source
     _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     _sandbox: Any = None
     _kb: Any = None

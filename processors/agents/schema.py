@@ -26,7 +26,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     where = f"{request.source}" + (f" table {request.table}" if request.table else "")
     out: list[Any] = [Trace(job_id, NAME, "tool_call", f"load_table({where})", {"source": request.source})]
     try:
-        df = load_table(request.source, request.table)
+        df = load_table(bench.resolve_source(request.source, envelope.tenant_id), request.table)
         profile = profile_table(df, request.target, request.task)  # type: ignore[arg-type]
     except InputError as error:
         return [

@@ -1,0 +1,95 @@
+"""A whole job through the HTTP API with the agents running: connection -> job -> live feed -> approval."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import create_api_key
+from gateway.runtime_wiring import build_runtime, build_store
+from gateway.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli import credit_table  # noqa: E402
+
+pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    settings = Settings(data_dir=tmp_path / "state", secret_key="an-e2e-secret-that-is-long-enough!")
+    store = build_store(settings)
+    runtime = build_runtime(settings, store)
+    runtime.start(poll_seconds=0.1)
+    app = create_app(settings, store=store, runtime=runtime)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/api/v1", settings
+    server.should_exit = True
+    thread.join(timeout=10)
+    runtime.stop()
+    store.close()
+
+
+def test_job_over_http_streams_to_completion_and_a_feature_is_approved(api, tmp_path: Path) -> None:
+    url, settings = api
+    admin = {"Authorization": f"Bearer {create_api_key(settings, 'acme', 'admin')}"}
+    scientist = {"Authorization": f"Bearer {create_api_key(settings, 'acme', 'data_scientist')}"}
+    stranger = {"Authorization": f"Bearer {create_api_key(settings, 'globex', 'admin')}"}
+    data = tmp_path / "credit.csv"
+    credit_table().write_csv(data)
+    assert httpx.post(f"{url}/projects", json={"name": "risk", "id": "risk"}, headers=admin).status_code == 201
+    created = httpx.post(
+        f"{url}/connections", json={"name": "credit", "uri": str(data), "project_id": "risk"}, headers=scientist
+    )
+    assert created.status_code == 201, created.text
+    job = httpx.post(
+        f"{url}/jobs",
+        json={"project_id": "risk", "connection_id": created.json()["id"], "target": "Status", "budget_seconds": 60},
+        headers=scientist,
+    )
+    assert job.status_code == 201, job.text
+    job_id = job.json()["id"]
+
+    seen: list[str] = []
+    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=scientist, timeout=180) as feed:
+        for line in feed.iter_lines():
+            if line.startswith("event:"):
+                seen.append(line.partition(":")[2].strip())
+                if seen[-1] in ("job_completed", "job_failed"):
+                    break
+    assert seen[-1] == "job_completed", seen[-20:]
+    assert {"agent_trace", "progress", "schema_analyzed", "feature_proposed", "feature_selected"} <= set(seen)
+
+    listed = httpx.get(f"{url}/features", params={"job_id": job_id, "status": "selected"}, headers=scientist)
+    for _ in range(50):  # the read model follows the log asynchronously
+        if listed.json()["items"]:
+            break
+        time.sleep(0.1)
+        listed = httpx.get(f"{url}/features", params={"job_id": job_id, "status": "selected"}, headers=scientist)
+    feature = listed.json()["items"][0]
+    approve = f"{url}/features/{feature['id']}/approve"
+    assert httpx.post(approve, json={}, headers=scientist).status_code == 403
+    assert httpx.post(approve, json={}, headers=stranger).status_code == 404
+    assert httpx.post(approve, json={}, headers=admin).status_code == 200
+    lineage = httpx.get(f"{url}/features/{feature['id']}/lineage", headers=admin)
+    assert lineage.status_code == 200
+    assert any(column in json.dumps(lineage.json()) for column in feature["source_columns"])
+    audit = httpx.get(f"{url}/audit", params={"action": "feature.approve"}, headers=admin)
+    assert audit.status_code == 200 and any(r["resource_id"] == feature["id"] for r in audit.json()["items"])
