@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +17,7 @@ from gateway.app import create_app
 from gateway.auth import create_api_key
 from gateway.runtime_wiring import build_runtime, build_store
 from gateway.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_cli import credit_table  # noqa: E402
+from ops.demo_data import synthetic_credit as credit_table
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
 

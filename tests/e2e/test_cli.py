@@ -15,6 +15,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ops.demo_data import synthetic_credit as credit_table
+
 REPO = Path(__file__).resolve().parents[2]
 AFEP = [sys.executable, "-m", "gateway.cli"]
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
@@ -22,28 +24,6 @@ ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
 
 def afep(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*AFEP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-def credit_table(n: int = 2000, seed: int = 0) -> pl.DataFrame:
-    """Defaults depend on debt relative to income: a ratio trees cannot build from raw columns."""
-    rng = np.random.default_rng(seed)
-    income = rng.lognormal(8, 0.6, n)
-    debt = income * rng.uniform(0.05, 1.2, n)
-    age = rng.integers(18, 80, n)
-    home = rng.choice(["own", "rent", "parents", "other"], n)
-    noise = rng.normal(0, 1, n)
-    logit = 14 * (debt / income - 0.6) + 0.02 * (age - 45)
-    default = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return pl.DataFrame(
-        {
-            "Income": income,
-            "Debt": debt,
-            "Age": age,
-            "Home": home,
-            "Noise": noise,
-            "Status": np.where(default, "bad", "good"),
-        }
-    )
 
 
 def events(data_dir: Path) -> list[tuple[str, str]]:

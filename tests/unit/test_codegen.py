@@ -9,12 +9,14 @@ import pytest
 from domain.spec import FITTED_OPS, STATELESS_OPS, FeatureSpec
 from processors.codegen import UnsupportedSpec, generate_code
 
-DF = pl.DataFrame({
-    "a b": [1.0, 2.0, 0.0, None, 4.0],
-    "c": [2.0, 0.0, 1.0, 3.0, -1.0],
-    "g": ["x", "y", "x", "z", None],
-    "d": ["2024-01-05", "2023-06-30", "2022-12-31", None, "2020-02-29"],
-})
+DF = pl.DataFrame(
+    {
+        "a b": [1.0, 2.0, 0.0, None, 4.0],
+        "c": [2.0, 0.0, 1.0, 3.0, -1.0],
+        "g": ["x", "y", "x", "z", None],
+        "d": ["2024-01-05", "2023-06-30", "2022-12-31", None, "2020-02-29"],
+    }
+)
 REF = DF.head(3)  # statistics must come from these rows only
 N = None
 CASES = [  # spec, expected on DF (fitted on REF)
@@ -31,12 +33,12 @@ CASES = [  # spec, expected on DF (fitted on REF)
     (FeatureSpec("is_null", ("a b",)), [0.0, 0.0, 0.0, 1.0, 0.0]),
     (FeatureSpec("date_part", ("d",), (("part", "month"),)), [1.0, 6.0, 12.0, N, 2.0]),
     (FeatureSpec("date_part", ("d",), (("part", "weekday"),)), [5.0, 5.0, 6.0, N, 6.0]),
-    (FeatureSpec("cyclic_sin", ("d",), (("part", "month"), ("period", 12))),
-     [math.sin(2 * math.pi * m / 12) for m in (1, 6, 12)] + [N, math.sin(2 * math.pi * 2 / 12)]),
-    (FeatureSpec("cyclic_cos", ("c",), (("period", 4),)),
-     [math.cos(2 * math.pi * v / 4) for v in (2, 0, 1, 3, -1)]),
-    (FeatureSpec("formula", ("a b", "c"), (("expr", "log(x0) / (x1 + 1) ** 2"),)),
-     [0.0, math.log(2), N, N, N]),
+    (
+        FeatureSpec("cyclic_sin", ("d",), (("part", "month"), ("period", 12))),
+        [math.sin(2 * math.pi * m / 12) for m in (1, 6, 12)] + [N, math.sin(2 * math.pi * 2 / 12)],
+    ),
+    (FeatureSpec("cyclic_cos", ("c",), (("period", 4),)), [math.cos(2 * math.pi * v / 4) for v in (2, 0, 1, 3, -1)]),
+    (FeatureSpec("formula", ("a b", "c"), (("expr", "log(x0) / (x1 + 1) ** 2"),)), [0.0, math.log(2), N, N, N]),
     (FeatureSpec("concat", ("g", "c")), [1.0, 2.0, 0.0, N, N]),  # codes of ref's sorted levels
     (FeatureSpec("freq", ("g",)), [2 / 3, 1 / 3, 2 / 3, 0.0, 0.0]),
     (FeatureSpec("freq", ("g", "c")), [1 / 3, 1 / 3, 1 / 3, 0.0, 0.0]),
@@ -62,7 +64,8 @@ def run(spec: FeatureSpec, df: pl.DataFrame = DF, ref: pl.DataFrame = REF) -> pl
 def close(got: list, want: list) -> bool:
     return len(got) == len(want) and all(
         (g is None and w is None) or (g is not None and w is not None and math.isclose(g, w, abs_tol=1e-9))
-        for g, w in zip(got, want, strict=True))
+        for g, w in zip(got, want, strict=True)
+    )
 
 
 def test_every_op_is_covered() -> None:
@@ -91,8 +94,9 @@ def test_module_uses_only_allowed_imports_and_no_dunders() -> None:
         assert not names & {"exec", "eval", "open", "compile", "getattr"}
 
 
-@pytest.mark.parametrize("spec", [s for s, _ in CASES if s.op in STATELESS_OPS and s.op != "concat"],
-                         ids=lambda s: s.op)
+@pytest.mark.parametrize(
+    "spec", [s for s, _ in CASES if s.op in STATELESS_OPS and s.op != "concat"], ids=lambda s: s.op
+)
 def test_stateless_sql_equals_polars_in_duckdb(spec: FeatureSpec) -> None:
     gen = generate_code(spec)
     assert gen.sql is not None and gen.sql_dialect == "duckdb"
@@ -102,9 +106,11 @@ def test_stateless_sql_equals_polars_in_duckdb(spec: FeatureSpec) -> None:
     assert close(got, run(spec, DF, DF).to_list()), (gen.sql, got)
 
 
-@pytest.mark.parametrize("spec", [s for s, _ in CASES if s.op in {"freq", "group_mean", "group_count",
-                                                                   "group_diff", "group_zscore", "group_std"}],
-                         ids=lambda s: s.op)
+@pytest.mark.parametrize(
+    "spec",
+    [s for s, _ in CASES if s.op in {"freq", "group_mean", "group_count", "group_diff", "group_zscore", "group_std"}],
+    ids=lambda s: s.op,
+)
 def test_fitted_sql_fits_on_ref_table(spec: FeatureSpec) -> None:
     gen = generate_code(spec)
     assert gen.sql is not None
@@ -127,13 +133,16 @@ def test_division_by_zero_is_null_not_inf() -> None:
     assert out.null_count() == DF.height
 
 
-@pytest.mark.parametrize("spec", [
-    FeatureSpec("nope", ("c",)),
-    FeatureSpec("ratio", ("c",)),
-    FeatureSpec("formula", ("c",), (("expr", "open(x0)"),)),
-    FeatureSpec("formula", ("c",), (("expr", "x3 + 1"),)),
-    FeatureSpec("date_part", ("d",), (("part", "fortnight"),)),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FeatureSpec("nope", ("c",)),
+        FeatureSpec("ratio", ("c",)),
+        FeatureSpec("formula", ("c",), (("expr", "open(x0)"),)),
+        FeatureSpec("formula", ("c",), (("expr", "x3 + 1"),)),
+        FeatureSpec("date_part", ("d",), (("part", "fortnight"),)),
+    ],
+)
 def test_bad_specs_are_rejected(spec: FeatureSpec) -> None:
     with pytest.raises(UnsupportedSpec):
         generate_code(spec)

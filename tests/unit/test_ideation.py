@@ -21,11 +21,17 @@ def table() -> pl.DataFrame:
     price = amount * rng.uniform(1.0, 2.0, n)
     job = rng.choice(["fixed", "freelance", "partime"], n)
     score = debt / income + amount / price + (job == "partime") * 0.2
-    return pl.DataFrame({
-        "Income": income, "Debt": debt, "Amount": amount, "Price": price, "Job": job,
-        "mean radius": rng.normal(10, 2, n),
-        "Status": np.where(score > np.quantile(score, 0.7), "bad", "good"),
-    })
+    return pl.DataFrame(
+        {
+            "Income": income,
+            "Debt": debt,
+            "Amount": amount,
+            "Price": price,
+            "Job": job,
+            "mean radius": rng.normal(10, 2, n),
+            "Status": np.where(score > np.quantile(score, 0.7), "bad", "good"),
+        }
+    )
 
 
 def setup() -> tuple:
@@ -88,11 +94,15 @@ def test_feedback_exploits_helpful_features() -> None:
 def test_odd_column_names_are_sanitised_and_quoted() -> None:
     rng = np.random.default_rng(5)
     radius = rng.normal(10, 2, 200)
-    df = pl.DataFrame({"mean radius": radius, "worst 'area'": radius * rng.uniform(2, 3, 200),
-                       "y": (radius + rng.normal(0, 2, 200) > 10).astype(int)})
+    df = pl.DataFrame(
+        {
+            "mean radius": radius,
+            "worst 'area'": radius * rng.uniform(2, 3, 200),
+            "y": (radius + rng.normal(0, 2, 200) > 10).astype(int),
+        }
+    )
     p = profile_table(df, "y", "auto")
-    props = propose(p, research(p, load_knowledge_base()), round=1, seen=set(), feedback=[],
-                    budget=10, seed=0)
+    props = propose(p, research(p, load_knowledge_base()), round=1, seen=set(), feedback=[], budget=10, seed=0)
     assert props and all(" " not in x.name and "'" not in x.name for x in props)
     for x in props:
         assert _run(x, df).len() == df.height

@@ -22,14 +22,17 @@ def credit_frame(n: int = 600) -> pl.DataFrame:
     debt = rng.lognormal(4, 1.0, n)
     risk = debt / income + rng.normal(0, 0.3, n)
     status = np.where(risk > np.quantile(risk, 0.7), "bad", "good")
-    return pl.DataFrame({
-        "customer_id": np.arange(n),
-        "Income": income, "Debt": debt,
-        "Home": rng.choice(["rent", "owner", "parents"], n),
-        "leaky_flag": (status == "bad").astype(float) + rng.normal(0, 0.01, n),
-        "constant": np.ones(n),
-        "Status": status,
-    })
+    return pl.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "Income": income,
+            "Debt": debt,
+            "Home": rng.choice(["rent", "owner", "parents"], n),
+            "leaky_flag": (status == "bad").astype(float) + rng.normal(0, 0.01, n),
+            "constant": np.ones(n),
+            "Status": status,
+        }
+    )
 
 
 def test_classification_profile_flags_ids_constants_and_leaks() -> None:
@@ -76,19 +79,21 @@ def test_warnings_skew_nulls_and_date_strings() -> None:
 
 
 def test_exact_copy_of_target_is_a_leak() -> None:
-    df = pl.DataFrame({"a": [1.0, 2, 3, 4] * 10, "y": ["a", "b", "a", "b"] * 10,
-                       "y_copy": ["a", "b", "a", "b"] * 10})
+    df = pl.DataFrame({"a": [1.0, 2, 3, 4] * 10, "y": ["a", "b", "a", "b"] * 10, "y_copy": ["a", "b", "a", "b"] * 10})
     p = profile_table(df, "y", "auto")
     assert "y_copy" in p.excluded_columns
 
 
-@pytest.mark.parametrize(("df", "target", "task", "error", "text"), [
-    (pl.DataFrame({"default": [1, 0], "income": [1.0, 2.0]}), "defualt", "auto", UnknownTargetColumn, "'default'"),
-    (pl.DataFrame({"y": [1, 1, 1], "x": [1, 2, 3]}), "y", "auto", ConstantTarget, "single value"),
-    (pl.DataFrame({"y": [1, None, 0], "x": [1, 2, 3]}), "y", "auto", TargetHasNulls, "1 of 3 rows"),
-    (pl.DataFrame({"y": [], "x": []}), "y", "auto", EmptyTable, "0 rows"),
-    (pl.DataFrame({"y": ["a", "b"], "x": [1, 2]}), "y", "regression", NonNumericRegressionTarget, "classification"),
-])
+@pytest.mark.parametrize(
+    ("df", "target", "task", "error", "text"),
+    [
+        (pl.DataFrame({"default": [1, 0], "income": [1.0, 2.0]}), "defualt", "auto", UnknownTargetColumn, "'default'"),
+        (pl.DataFrame({"y": [1, 1, 1], "x": [1, 2, 3]}), "y", "auto", ConstantTarget, "single value"),
+        (pl.DataFrame({"y": [1, None, 0], "x": [1, 2, 3]}), "y", "auto", TargetHasNulls, "1 of 3 rows"),
+        (pl.DataFrame({"y": [], "x": []}), "y", "auto", EmptyTable, "0 rows"),
+        (pl.DataFrame({"y": ["a", "b"], "x": [1, 2]}), "y", "regression", NonNumericRegressionTarget, "classification"),
+    ],
+)
 def test_typed_input_errors(df: pl.DataFrame, target: str, task: str, error: type, text: str) -> None:
     with pytest.raises(error) as info:
         profile_table(df, target, task)  # type: ignore[arg-type]
@@ -98,6 +103,7 @@ def test_typed_input_errors(df: pl.DataFrame, target: str, task: str, error: typ
 
 def test_fast_on_10k_by_25() -> None:
     import time
+
     rng = np.random.default_rng(3)
     cols = {f"x{i}": rng.normal(size=10_000) for i in range(20)}
     cols |= {f"c{i}": rng.choice(["a", "b", "c"], 10_000) for i in range(4)}

@@ -10,14 +10,16 @@ from processors.research import Research, research
 
 def concrete() -> pl.DataFrame:
     rows = 60
-    return pl.DataFrame({
-        "cement": [200.0 + i * 5 for i in range(rows)],
-        "blast_furnace_slag": [float(i % 7) * 20 for i in range(rows)],
-        "fly_ash": [float(i % 5) * 30 for i in range(rows)],
-        "water": [150.0 + i % 40 for i in range(rows)],
-        "age": [float(1 + i % 90) for i in range(rows)],
-        "strength": [10.0 + (i * 37) % 23 + (i % 3) for i in range(rows)],
-    })
+    return pl.DataFrame(
+        {
+            "cement": [200.0 + i * 5 for i in range(rows)],
+            "blast_furnace_slag": [float(i % 7) * 20 for i in range(rows)],
+            "fly_ash": [float(i % 5) * 30 for i in range(rows)],
+            "water": [150.0 + i % 40 for i in range(rows)],
+            "age": [float(1 + i % 90) for i in range(rows)],
+            "strength": [10.0 + (i * 37) % 23 + (i % 3) for i in range(rows)],
+        }
+    )
 
 
 def test_knowledge_base_has_required_domains_with_sources() -> None:
@@ -52,10 +54,14 @@ def test_out_of_range_values_are_reported() -> None:
 
 
 def test_target_never_bound_and_unknown_domain_gives_nothing() -> None:
-    df = pl.DataFrame({"Gr_Liv_Area": [float(800 + i * 10) for i in range(50)],
-                       "Year_Built": [1950 + i for i in range(50)],
-                       "Year_Sold": [2008 + i % 3 for i in range(50)],
-                       "Sale_Price": [1e5 + i * 1e3 for i in range(50)]})
+    df = pl.DataFrame(
+        {
+            "Gr_Liv_Area": [float(800 + i * 10) for i in range(50)],
+            "Year_Built": [1950 + i for i in range(50)],
+            "Year_Sold": [2008 + i % 3 for i in range(50)],
+            "Sale_Price": [1e5 + i * 1e3 for i in range(50)],
+        }
+    )
     r = research(profile_table(df, "Sale_Price", "regression"), load_knowledge_base())
     assert all("Sale_Price" not in f.spec.columns for f in r.features)
     assert FeatureSpec("diff", ("Year_Sold", "Year_Built")).columns in {f.spec.columns for f in r.features}
