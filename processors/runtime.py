@@ -67,22 +67,24 @@ class LocalRuntime:
                 return
 
     def _react(self, agent: ModuleType, envelope: Envelope) -> None:
-        ctx = Context(
-            at=self.bench.clock(),
-            actor=f"agent:{agent.NAME}",
-            tenant_id=envelope.tenant_id,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
-        )
+        def context() -> Context:  # read the clock at each commit: occurred_at is when it was recorded
+            return Context(
+                at=self.bench.clock(),
+                actor=f"agent:{agent.NAME}",
+                tenant_id=envelope.tenant_id,
+                correlation_id=envelope.correlation_id,
+                causation_id=envelope.event_id,
+            )
 
         def emit(commands: Sequence[Any]) -> None:
             if commands:
+                ctx = context()
                 self._publish(execute(self.store, [(c, ctx) for c in commands]))
 
         self.bench.emit = emit
         try:
             commands = list(agent.react(envelope, self.store, self.bench))
-        except Exception as error:
+        except Exception as error:  # an agent bug fails the job, never the runtime
             log.exception("agent %s failed on %s", agent.NAME, envelope.event_type)
             job_id = envelope.correlation_id
             reason = f"{agent.NAME} agent crashed on {envelope.event_type}: {type(error).__name__}: {error}"
@@ -92,6 +94,7 @@ class LocalRuntime:
             ]
         finally:
             self.bench.emit = lambda commands: None
+        ctx = context()
         recorded = execute(self.store, [(c, ctx) for c in commands], tracking=Tracking(agent.NAME, envelope.position))
         self._publish(recorded)
 
