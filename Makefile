@@ -19,7 +19,7 @@ $(BIN)/afep: pyproject.toml uv.lock
 demo: install
 	$(BIN)/python -m ops.demo_data $(DEMO_OUT)/credit_data.csv
 	$(BIN)/afep run $(DEMO_OUT)/credit_data.csv --target Status --out $(DEMO_OUT) --budget 90 --data-dir $(DEMO_OUT)/.afep
-	$(BIN)/afep jobs replay $$(python3 -c "import json;print(json.load(open('$(DEMO_OUT)/result.json'))['job_id'])") --data-dir $(DEMO_OUT)/.afep --no-traces | tail -25
+	$(BIN)/afep jobs replay $$(python3 -c "import json;print(json.load(open('$(DEMO_OUT)/result.json'))['job_id'])") --data-dir $(DEMO_OUT)/.afep --no-traces --collapse
 
 services:
 	@bash ops/services.sh

@@ -175,6 +175,7 @@ def jobs_replay(
     job_id: str,
     data_dir: DataDir = None,
     traces: Annotated[bool, typer.Option(help="include agent traces and progress")] = True,
+    collapse: Annotated[bool, typer.Option(help="fold runs of one event from one cause into a line")] = False,
 ) -> None:
     """The job's timeline, rebuilt from the event log, with causation links."""
     from gateway.console import timeline_lines
@@ -185,7 +186,7 @@ def jobs_replay(
     envelopes = [e for e in _all(store) if e.correlation_id == job.job_id]
     if not traces:
         envelopes = [e for e in envelopes if e.event_type not in ("AgentTraced", "ProgressReported")]
-    for line in timeline_lines(envelopes):
+    for line in timeline_lines(envelopes, collapse=collapse):
         print(line)
 
 

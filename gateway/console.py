@@ -94,20 +94,34 @@ def results_table(result: dict[str, Any], features: list[dict[str, Any]]) -> Tab
     return table
 
 
-def timeline_lines(envelopes: Sequence[Envelope]) -> list[str]:
+def timeline_lines(envelopes: Sequence[Envelope], *, collapse: bool = False) -> list[str]:
     """One line per event: position, time, event, actor, the position of its cause, a summary.
 
     Plain lines rather than a table, so that a replay can be piped, grepped and diffed.
+    `collapse` folds a run of the same event from the same cause into one line (`x200`).
     """
     positions = {e.event_id: e.position for e in envelopes}
     lines = [f"{'pos':>6}  {'time':<12}  {'event':<18}  {'actor':<20}  {'cause':>6}  detail"]
-    for e in envelopes:
+    i = 0
+    while i < len(envelopes):
+        e = envelopes[i]
+        run = 1
+        while collapse and i + run < len(envelopes) and _same_kind(envelopes[i + run], e):
+            run += 1
         cause = positions.get(e.causation_id or "", "")
+        detail = summary(e) if run == 1 else f"x{run}, first: {summary(e)}"
         lines.append(
             f"{e.position:>6}  {e.occurred_at.strftime('%H:%M:%S.%f')[:-3]:<12}  {e.event_type:<18}  "
-            f"{e.actor[:20]:<20}  {cause!s:>6}  {summary(e)}"
+            f"{e.actor[:20]:<20}  {cause!s:>6}  {detail}"
         )
+        i += run
     return lines
+
+
+def _same_kind(a: Envelope, b: Envelope) -> bool:
+    if a.event_type in ("FeatureSelected", "JobCompleted", "JobFailed") or a.event_type != b.event_type:
+        return False
+    return a.actor == b.actor and a.causation_id == b.causation_id
 
 
 def summary(envelope: Envelope) -> str:
@@ -125,12 +139,17 @@ def summary(envelope: Envelope) -> str:
             return f"{event.stage} lift={_fmt(event.lift)} p={_fmt_p(event.p_value)}"
         case "JobRequested":
             return f"{event.source} target={event.target}"
-        case "JobFailed":
+        case "JobFailed" | "FeatureSelected" | "FeatureRejected":
             return str(event.reason)
         case "StageCompleted":
             return f"round {event.round} {event.stage}: {event.succeeded} ok, {event.failed} failed"
-        case "RoundCompleted" | "JobCompleted":
-            return f"{event.metric} {event.baseline_score:.4f}"
+        case "RoundCompleted":
+            return f"{event.metric} {event.baseline_score:.4f} -> {event.score:.4f}, {len(event.selected_ids)} selected"
+        case "JobCompleted":
+            return (
+                f"{event.metric} {event.baseline_score:.4f} -> {event.final_score:.4f}, "
+                f"{len(event.selected_ids)} selected"
+            )
     fields = {k: v for k, v in vars(event).items() if k not in ("job_id", "feature_id") and len(str(v)) < 60}
     return json.dumps(fields, default=str)[:160]
 

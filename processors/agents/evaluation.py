@@ -66,9 +66,12 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         deadline=deadline,
         progress=progress,
     )
+    evaluated: list[Any] = []
+    rejected: list[Any] = []
+    selected_now: list[Any] = []
     for result in report.candidates:
         fid = result.id
-        out.append(
+        evaluated.append(
             RecordEvaluation(
                 feature_id=fid,
                 round=done.round,
@@ -84,10 +87,11 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             )
         )
         if result.selected:
-            out.append(SelectFeature(fid, done.round, result.reason))
-            out.append(Trace(job.job_id, NAME, "decision", f"select {names.get(fid, fid)}: {result.reason}"))
+            selected_now.append(SelectFeature(fid, done.round, result.reason))
+            selected_now.append(Trace(job.job_id, NAME, "decision", f"select {names.get(fid, fid)}: {result.reason}"))
         else:
-            out.append(RejectFeature(fid, "evaluation", result.reason))
+            rejected.append(RejectFeature(fid, "evaluation", result.reason))
+    out += evaluated + rejected + selected_now  # grouped, so a replay reads as evaluated / rejected / selected
     out.append(
         Trace(
             job.job_id,
