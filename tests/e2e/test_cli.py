@@ -195,3 +195,11 @@ def test_killed_mid_job_resumes_without_duplicates(tmp_path: Path, csv: Path) ->
         streams = [s for t, s in after if t == topic]
         assert len(streams) == len(set(streams)), f"duplicate {topic}"
     assert json.loads((out / "result.json").read_text())["status"] == "completed"
+
+
+def test_keys_create_prints_a_key_once_and_rejects_unknown_roles(tmp_path: Path) -> None:
+    ok = afep("keys", "create", "--tenant", "acme", "--role", "viewer", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.strip().startswith("afep_"), ok.stderr
+    bad = afep("keys", "create", "--tenant", "acme", "--role", "boss", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2 and "admin, data_scientist, viewer, api_client" in bad.stderr
+    assert ok.stdout.strip() not in (tmp_path / "readmodels.db").read_bytes().decode("latin-1")  # only a hash is kept
