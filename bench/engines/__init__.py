@@ -1,0 +1,1 @@
+"""Feature engines under benchmark; each runs in its own subprocess."""
