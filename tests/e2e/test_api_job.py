@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from gateway.app import create_app
 from gateway.auth import create_api_key
@@ -23,23 +21,13 @@ pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+def api(tmp_path: Path, serve: Any) -> Iterator[tuple[str, Settings]]:
     settings = Settings(data_dir=tmp_path / "state", secret_key="an-e2e-secret-that-is-long-enough!")
     store = build_store(settings)
     runtime = build_runtime(settings, store)
     runtime.start(poll_seconds=0.1)
-    app = create_app(settings, store=store, runtime=runtime)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/api/v1", settings
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings, store=store, runtime=runtime)) as url:
+        yield url, settings
     runtime.stop()
     store.close()
 

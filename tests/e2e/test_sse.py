@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from commands.recorder_store import SqliteEventStore
 from commands.unit_of_work import Progress, Trace, execute
@@ -35,24 +34,14 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, serve: Any) -> Iterator[Server]:
     settings = Settings(data_dir=tmp_path, secret_key="test-secret-key-please-change-it!")
     store = SqliteEventStore(settings.event_db_path)
     app = create_app(settings, store=store)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.02)
-    headers = {"Authorization": f"Bearer {create_api_key(settings, 'acme', 'admin')}"}
-    url = f"http://127.0.0.1:{port}/api/v1"
-    assert httpx.post(f"{url}/projects", json={"name": "p", "id": "p1"}, headers=headers).status_code == 201
-    yield Server(url, store, headers, settings)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        headers = {"Authorization": f"Bearer {create_api_key(settings, 'acme', 'admin')}"}
+        assert httpx.post(f"{url}/projects", json={"name": "p", "id": "p1"}, headers=headers).status_code == 201
+        yield Server(url, store, headers, settings)
     store.close()
 
 
