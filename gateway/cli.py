@@ -99,6 +99,17 @@ def _finish(result: dict[str, Any], out: Path) -> None:
 
     if result["status"] == "failed":
         raise UsageError(f"job failed: {result['failure']}")
+    if result["status"] != "completed":
+        job_id = result["job_id"]
+        if result["status"] == "cancelled":
+            message = f"job {job_id} was cancelled ({result['failure']}); `afep jobs resume {job_id} --retry` reruns it"
+        else:
+            message = (
+                f"job {job_id} stopped while {result['status']} without finishing; "
+                f"see `afep jobs replay {job_id}`, then `afep jobs resume {job_id}`"
+            )
+        print(f"afep: {message}", file=sys.stderr)
+        raise SystemExit(1)
     features = json.loads((out / "features.json").read_text())
     console.print(results_table(result, features))
     console.print(f"wrote {out / 'features.json'} and {out / 'result.json'} in {result['wall_seconds']:.1f} s")

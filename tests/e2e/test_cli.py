@@ -203,3 +203,21 @@ def test_keys_create_prints_a_key_once_and_rejects_unknown_roles(tmp_path: Path)
     bad = afep("keys", "create", "--tenant", "acme", "--role", "boss", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert bad.returncode == 2 and "admin, data_scientist, viewer, api_client" in bad.stderr
     assert ok.stdout.strip() not in (tmp_path / "readmodels.db").read_bytes().decode("latin-1")  # only a hash is kept
+
+
+def test_resume_of_a_cancelled_job_says_how_to_rerun_it(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from commands.recorder_store import SqliteEventStore
+    from commands.unit_of_work import execute
+    from domain.envelope import Context
+    from domain.job import CancelJob, RequestJob
+
+    store = SqliteEventStore(tmp_path / "events.db")
+    ctx = Context(at=datetime.now(UTC), correlation_id="j1")
+    execute(store, [(RequestJob("j1", "p", "x.csv", None, "y", "auto", 60.0, 0, 1, 10), ctx)])
+    execute(store, [(CancelJob("j1", "changed my mind"), ctx)])
+    store.close()
+    result = afep("jobs", "resume", "j1", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "was cancelled (changed my mind)" in result.stderr and "--retry" in result.stderr
