@@ -186,7 +186,7 @@ def render(
                 f"| {_fmt(np.mean([r['score'] for r in recs]))} | {_fmt(pr.mean, 4)} "
                 f"| {_fmt(100 * np.mean([r['rel_err_reduction'] for r in recs]), 2)}% | {pr.wins}/{pr.n} | {_fmt_p(pr)} "
                 f"| {np.mean([r['wall_s'] for r in recs]):.1f} | {np.mean([r['cpu_s'] for r in recs]):.1f} "
-                f"| {np.mean([r['n_features_added'] for r in recs]):.0f} | {src} |"
+                f"| {np.mean([r['n_features_added'] for r in recs]):.1f} | {src} |"
             )
     for e in shown:
         recs = [r for k, r in ok.items() if k[0] == e]
@@ -198,7 +198,7 @@ def render(
             f"| **pooled** | **{ENGINE_LABEL[e]}** | | | | | **{_fmt(100 * pr.mean, 2)}%** "
             f"(median {_fmt(100 * float(np.median(rer)), 2)}%) | {pr.wins}/{pr.n} "
             f"| {_fmt_p(pr)} | {np.mean([r['wall_s'] for r in recs]):.1f} | {np.mean([r['cpu_s'] for r in recs]):.1f} "
-            f"| {np.mean([r['n_features_added'] for r in recs]):.0f} | |"
+            f"| {np.mean([r['n_features_added'] for r in recs]):.1f} | |"
         )
     L += [
         "",

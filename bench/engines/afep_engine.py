@@ -21,9 +21,9 @@ import pandas as pd
 from bench.engines.launch import Timed, add, run_timed
 
 ROOT = Path(__file__).resolve().parents[2]
-# The venv's editable install of afep currently has no .pth entry, so `.venv/bin/afep` cannot import
-# `gateway` unless the repository root is on sys.path. Setting PYTHONPATH to the repo root is a no-op
-# for a correct install and keeps the benchmark working until the install is fixed.
+# If the venv's editable install of afep lacks its .pth entry (it did while this harness was
+# written), `.venv/bin/afep` cannot import `gateway`. PYTHONPATH=<repo root> is a no-op for a
+# correct install and keeps the benchmark working otherwise.
 ENV = {"PYTHONPATH": str(ROOT)}
 
 
