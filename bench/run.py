@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("afep", "openfe", "dfs")
 SUBPROCESS_ENGINES = {"openfe": "bench.engines.openfe_engine", "dfs": "bench.engines.dfs_engine"}
 ENGINE_NOTES = {
-    "afep": "the `afep` CLI (`afep run` on train, then `afep apply` on train and test), every selected feature added.",
+    "afep": "the `afep` CLI: one `afep run` on train with `--apply` on train and test (what `afep apply` does, in the same process), every selected feature added.",
     "openfe": "openfe 0.0.12, `OpenFE().fit(data, label, task, n_jobs=2, seed=seed)`, top 10 of "
     "`new_features_list` added via `transform(train, test, …, n_jobs=2)` (transform sees train+test feature "
     "values together, as OpenFE is designed; never the test target). `mean_squared_error(squared=False)` "
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = afep_engine.unavailable_reason()
         if reason:
             skipped["afep"] = (
-                f"AFEP CLI not available — {reason}. Other engines ran; re-run `make bench` once `afep run`/`afep apply` exist."
+                f"AFEP CLI not available — {reason}. Other engines ran; re-run `make bench` once `afep run` works."
             )
             print(f"[bench] SKIP afep: {reason}", flush=True)
     todo = [e for e in engines if e not in skipped]

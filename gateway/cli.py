@@ -62,11 +62,20 @@ def run(
     max_rounds: Annotated[int, typer.Option(help="refinement rounds at most")] = 3,
     max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = 200,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
+    apply_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--apply",
+            help="after the job, add the selected features to this table too (repeatable), "
+            "written to OUT/applied/<name>.parquet; same as `afep apply` without a second start-up",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run a whole feature-engineering job on the embedded runtime and write its results."""
     from gateway.console import LiveView
     from gateway.runtime_wiring import build_runtime, build_store
+    from processors.engine.pool import shared_pool
     from processors.export import export_job
     from processors.sources import check_source
 
@@ -75,6 +84,8 @@ def run(
     if budget <= 0:
         raise UsageError("--budget must be a positive number of seconds")
     check_source(data, table)
+    applied = _apply_targets(apply_to or [], out)
+    shared_pool().start()  # the fit workers import LightGBM while the job starts
     source = data if "://" in data else str(Path(data).resolve())
     settings = _settings(data_dir)
     store = build_store(settings)
@@ -85,13 +96,45 @@ def run(
     console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")
     view = LiveView(console, job_id, verbose=not quiet)
     runtime = build_runtime(settings, store, observers=[view])
+    runtime.bench.warm_up()
     try:
         with view:
             runtime.run_until_idle(until=lambda: _terminal(store, job_id))
+        result = export_job(store, job_id, out, wall_seconds=time.monotonic() - started)
+        _finish(result, out)
+        for source_path, target_path in applied:
+            _apply_one(out, source_path, None, target_path, runtime.bench.sandbox())
     finally:
         runtime.stop()
-    result = export_job(store, job_id, out, wall_seconds=time.monotonic() - started)
-    _finish(result, out)
+
+
+def _apply_targets(sources: list[str], out: Path) -> list[tuple[str, Path]]:
+    """(table, output path) for each --apply table; names must not collide."""
+    from processors.sources import check_source
+
+    targets: list[tuple[str, Path]] = []
+    for source in sources:
+        if "://" in source:
+            raise UsageError(f"--apply takes CSV or Parquet files; for {source} use `afep apply OUT URI --table T`")
+        check_source(source, None)
+        path = out / "applied" / f"{Path(source).stem}.parquet"
+        if any(path == p for _, p in targets):
+            raise UsageError(f"--apply: two tables would both be written to {path}; rename one of them")
+        targets.append((source, path))
+    return targets
+
+
+def _apply_one(job_dir: Path, data: str, table: str | None, out: Path, sandbox: Any) -> None:
+    from processors.apply import apply_features
+    from processors.sources import load_table
+
+    result = apply_features(job_dir, load_table(data, table), sandbox)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        result.write_csv(out)
+    else:
+        result.write_parquet(out)
+    console.print(f"wrote {result.height} rows x {result.width} columns to {out}")
 
 
 def _finish(result: dict[str, Any], out: Path) -> None:
@@ -123,21 +166,12 @@ def apply(
     table: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Compute the selected features on new data (no target needed), exactly as evaluated."""
-    from processors.apply import apply_features
-    from processors.sources import load_table
     from sandbox import Sandbox
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"--out must end in .csv or .parquet, not {out.suffix or 'nothing'!r}")
-    frame = load_table(data, table)
     with Sandbox() as sandbox:
-        result = apply_features(job_dir, frame, sandbox)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        result.write_csv(out)
-    else:
-        result.write_parquet(out)
-    console.print(f"wrote {result.height} rows x {result.width} columns to {out}")
+        _apply_one(job_dir, data, table, out, sandbox)
 
 
 @jobs_app.command("list")

@@ -107,6 +107,7 @@ class LocalRuntime:
 
     def start(self, poll_seconds: float = 0.2) -> None:
         """Run in a background thread (for `afep serve`); `wake()` after appending a command."""
+        self.bench.warm_up()
 
         def loop() -> None:
             while not self._stop.is_set():

@@ -1,11 +1,14 @@
 """What agents work with: the job's frozen dataset, artifacts, the sandbox, a clock.
 
 Created once per runtime and handed to every reaction; heavy things (the
-sandbox's warm worker, the knowledge base) start on first use.
+sandbox's warm worker, the knowledge base) start on first use, or in the
+background from `warm_up()` so that a job does not wait for them.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +19,7 @@ import numpy as np
 import polars as pl
 
 Emit = Callable[[Sequence[Any]], None]
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -57,6 +61,25 @@ class Workbench:
 
             self._sandbox = Sandbox(SandboxLimits(**self.sandbox_options))  # type: ignore[arg-type]
         return self._sandbox
+
+    def warm_up(self) -> None:
+        """Start the LightGBM fit workers and the sandbox worker now, without waiting for them.
+
+        Both import their libraries in their own processes (about 0.5 s each) while the
+        job's first stages run; a job started cold pays that time at its first fit.
+        """
+        from processors.engine.pool import shared_pool
+
+        shared_pool().start()
+        sandbox = self.sandbox()
+
+        def start_sandbox() -> None:
+            try:
+                sandbox.start()
+            except Exception:  # the first real run retries and reports the problem
+                log.warning("sandbox warm-up failed", exc_info=True)
+
+        threading.Thread(target=start_sandbox, name="sandbox-warm-up", daemon=True).start()
 
     def knowledge_base(self) -> Any:
         if self._kb is None:

@@ -28,10 +28,31 @@ threads=2, progress=None, categorical=(), confirm_top=20, max_new=10) -> RoundRe
     Raw-feature score (mean over confirm splits).
 """
 
-from processors.engine.evaluation import CandidateShapeError, baseline_score, evaluate_round
-from processors.engine.folds import FoldPlan, plan_folds
-from processors.engine.matrix import BaseMatrix, EngineInputError, prepare_base
-from processors.engine.report import CandidateResult, RoundReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from processors.engine.evaluation import CandidateShapeError, baseline_score, evaluate_round
+    from processors.engine.folds import FoldPlan, plan_folds
+    from processors.engine.matrix import BaseMatrix, EngineInputError, prepare_base
+    from processors.engine.report import CandidateResult, RoundReport
+
+# Names are imported on first use, so a fit worker can import `processors.engine.scoring`
+# without polars and the evaluation code.
+_HOME = {
+    "BaseMatrix": "matrix",
+    "CandidateResult": "report",
+    "CandidateShapeError": "evaluation",
+    "EngineInputError": "matrix",
+    "FoldPlan": "folds",
+    "RoundReport": "report",
+    "baseline_score": "evaluation",
+    "evaluate_round": "evaluation",
+    "plan_folds": "folds",
+    "prepare_base": "matrix",
+}
 
 __all__ = [
     "BaseMatrix",
@@ -45,3 +66,9 @@ __all__ = [
     "plan_folds",
     "prepare_base",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'processors.engine' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"processors.engine.{_HOME[name]}"), name)

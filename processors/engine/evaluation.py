@@ -77,7 +77,7 @@ def _confirm(
     trials.run([(baseline, s) for s in confirm])
     diffs: dict[str, np.ndarray] = {}
     skipped: list[str] = []
-    chunk = max(1, trials.threads)
+    chunk = trials.parallel
     for start in range(0, len(order), chunk):
         if trials.out_of_time():
             skipped.extend(order[start:])
@@ -236,6 +236,10 @@ def _evaluate(
         )
         for c, o in outcomes.items()
     )
+    import os, sys
+    if os.environ.get("AFEP_DEBUG_FITS"):
+        its = [r.best_iteration for r in trials.results.values()]
+        print(f"DEBUG fits={len(its)} mean_it={np.mean(its):.0f} median_it={np.median(its):.0f} max={max(its)} secs={time.monotonic()-started:.2f}", file=sys.stderr)
     return RoundReport(
         metric=metric,
         baseline_score=base_mean,

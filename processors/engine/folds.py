@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
 
 Role = Literal["screen", "confirm", "guard"]
 Split = tuple[np.ndarray, np.ndarray]
@@ -73,13 +72,21 @@ class FoldPlan:
 
 
 def _kfold(y: np.ndarray, task: str, folds: int, state: int) -> list[Split]:
+    """Shuffled K-fold (stratified by class for classification); sorted index arrays."""
     n = int(y.shape[0])
-    splitter = (
-        StratifiedKFold(folds, shuffle=True, random_state=state)
-        if task == "classification"
-        else KFold(folds, shuffle=True, random_state=state)
-    )
-    return [(tr.astype(np.int64), va.astype(np.int64)) for tr, va in splitter.split(np.zeros(n), y)]
+    rng = np.random.default_rng(state)
+    fold_of = np.empty(n, dtype=np.int64)
+    if task == "classification":
+        # each class dealt round-robin in shuffled order, continuing where the last class stopped
+        offset = 0
+        for cls in np.unique(y):
+            members = rng.permutation(np.flatnonzero(y == cls))
+            fold_of[members] = (offset + np.arange(members.shape[0])) % folds
+            offset += members.shape[0]
+    else:
+        fold_of[rng.permutation(n)] = np.arange(n) % folds
+    rows = np.arange(n, dtype=np.int64)
+    return [(rows[fold_of != k], rows[fold_of == k]) for k in range(folds)]
 
 
 def plan_folds(

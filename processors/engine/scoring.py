@@ -2,11 +2,8 @@
 
 Each model uses ``num_threads=1``: on small tables (<= ~10k rows) LightGBM's
 OpenMP threads spend more time synchronising than working (measured: 5 folds of
-breast_cancer 2.3 s with 2 threads vs 0.22 s with 1). Running two models side by
-side does not help either: per-iteration Python work holds the GIL (threads:
-1.15 s vs 1.19 s) and forked workers can deadlock in libgomp once the parent has
-used OpenMP. So fits run one after another, single-threaded, and only tables
-with at least `MULTITHREAD_ROWS` training rows use LightGBM's own threads.
+breast_cancer 2.3 s with 2 threads vs 0.22 s with 1). The cores are used by
+running fits side by side in worker processes instead (`pool`).
 """
 
 from __future__ import annotations
@@ -43,16 +40,27 @@ def lgb_params(task: Task, seed: int, threads: int = 1) -> dict[str, object]:
     }
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their average rank (as scipy.stats.rankdata)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    first = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    group = np.cumsum(first) - 1
+    counts = np.bincount(group)
+    start = np.cumsum(counts) - counts
+    ranks = np.empty(values.shape[0], dtype=np.float64)
+    ranks[order] = (start + (counts + 1) / 2.0)[group]
+    return ranks
+
+
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney AUC with average ranks for ties."""
-    from scipy.stats import rankdata
-
     pos = y > 0.5
     n_pos = int(pos.sum())
     n_neg = int(y.shape[0] - n_pos)
     if n_pos == 0 or n_neg == 0:
         return 0.5
-    ranks = rankdata(score)
+    ranks = average_ranks(np.asarray(score, dtype=np.float64))
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -87,7 +95,9 @@ class FitJob:
 
 
 def fit_and_score(job: FitJob, task: Task, seed: int, threads: int = 1) -> FitResult:
-    import lightgbm as lgb
+    from processors.engine.lgbm import import_lightgbm
+
+    lgb = import_lightgbm()
 
     params = lgb_params(task, seed, threads if job.train_idx.shape[0] >= MULTITHREAD_ROWS else 1)
     cat: list[int] | Literal["auto"] = list(job.categorical) or "auto"

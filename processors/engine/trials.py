@@ -8,6 +8,7 @@ its values with statistics fitted on that split's training rows only.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from processors.engine.folds import FoldPlan
 from processors.engine.matrix import BaseMatrix
-from processors.engine.scoring import FitJob, FitResult, Task, fit_and_score, lift_of
+from processors.engine.pool import FitPool, FitRequest, shared_pool
+from processors.engine.scoring import FitResult, Task, lift_of
 
 FeatureSet = tuple[str, ...]
 Progress = Callable[[str, int, int], None]
@@ -35,6 +37,13 @@ class Trials:
     categorical: Collection[str] = ()
     results: dict[tuple[FeatureSet, int], FitResult] = field(default_factory=dict)
     n_fits: int = 0
+    workers: FitPool | None = None
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def parallel(self) -> int:
+        """How many fits run side by side: a batch of this many keeps every worker busy."""
+        return max(1, (self.workers if self.workers is not None else shared_pool()).size)
 
     def time_left(self) -> float:
         return np.inf if self.deadline is None else self.deadline - time.monotonic()
@@ -42,29 +51,24 @@ class Trials:
     def out_of_time(self) -> bool:
         return self.time_left() <= 0
 
-    def design(self, features: FeatureSet, split: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    def request(self, key: tuple[FeatureSet, int]) -> FitRequest:
+        """The model for (feature set, split): base matrix plus the set's columns for that split."""
+        features, split = key
         col = self.plan.fit_index_for_split(split)
+        train_idx, valid_idx = self.plan.splits[split]
         if not features:
-            return self.base.x, self.base.categorical
+            return FitRequest(None, self.base.categorical, train_idx, valid_idx)
         extra = np.column_stack([self.pool[f][:, col] for f in features])
         p = self.base.x.shape[1]
         cats = self.base.categorical + tuple(p + j for j, f in enumerate(features) if f in self.categorical)
-        return np.hstack([self.base.x, extra]), cats
-
-    def fit(self, key: tuple[FeatureSet, int]) -> FitResult:
-        features, split = key
-        x, cats = self.design(features, split)
-        train_idx, valid_idx = self.plan.splits[split]
-        job = FitJob(x, self.base.y, train_idx, valid_idx, cats)
-        return fit_and_score(job, self.task, self.seed, 1)
+        return FitRequest(extra, cats, train_idx, valid_idx)
 
     def run(self, keys: Sequence[tuple[FeatureSet, int]]) -> None:
-        """Fit every (set, split) not yet in the cache."""
+        """Fit every (set, split) not yet in the cache, on the fit workers (see `pool`)."""
         todo = list(dict.fromkeys(k for k in keys if k not in self.results))
-        # Sequential on purpose: concurrent lgb.train calls from threads segfaulted in
-        # lib_lightgbm (seen on ames, 2 threads), and forked workers hung after LightGBM
-        # had run in the parent. Each fit is single-threaded (fastest below 20k rows).
-        fitted = [self.fit(k) for k in todo]
+        workers = self.workers if self.workers is not None else shared_pool()
+        requests = [self.request(k) for k in todo]
+        fitted = workers.fit_many(self.key, self.base.x, self.base.y, requests, self.task, self.seed)
         for key, result in zip(todo, fitted, strict=True):
             self.results[key] = result
         self.n_fits += len(todo)

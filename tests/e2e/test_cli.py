@@ -50,6 +50,8 @@ def csv(tmp_path: Path) -> Path:
         (["sqlite:///nowhere.db", "--table", "t", "--target", "y"], "database file not found"),
         (["sqlite:///nowhere.db", "--target", "y"], "name the table with --table"),
         (["{csv}", "--target", "Status", "--task", "sideways"], "--task must be one of"),
+        (["{csv}", "--target", "Status", "--apply", "sqlite:///x.db"], "--apply takes CSV or Parquet files"),
+        (["{csv}", "--target", "Status", "--apply", "nowhere.parquet"], "file not found: nowhere.parquet"),
     ],
 )
 def test_bad_input_before_a_job_starts(tmp_path: Path, csv: Path, args: list[str], message: str) -> None:
@@ -94,6 +96,8 @@ def test_bad_input_ends_the_job_with_one_line_and_a_job_failed(
 @pytest.mark.slow
 def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
     data_dir, out = tmp_path / "state", tmp_path / "out"
+    new_rows = credit_table(300, seed=1).drop("Status")
+    new_rows.write_csv(tmp_path / "new.csv")
     run = afep(
         "run",
         str(csv),
@@ -105,6 +109,8 @@ def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
         str(out),
         "--data-dir",
         str(data_dir),
+        "--apply",
+        str(tmp_path / "new.csv"),
         "--quiet",
         cwd=tmp_path,
     )
@@ -120,14 +126,14 @@ def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
     assert all(f["p_value"] < 0.05 and f["ci"][0] > 0 for f in features)
     assert all(len(f["code_hash"]) == 64 for f in features)
 
-    new_rows = credit_table(300, seed=1).drop("Status")
-    new_rows.write_csv(tmp_path / "new.csv")
     applied = afep(
         "apply", str(out), str(tmp_path / "new.csv"), "--out", str(tmp_path / "scored.parquet"), cwd=tmp_path
     )
     assert applied.returncode == 0, applied.stderr
     scored = pl.read_parquet(tmp_path / "scored.parquet")
     assert scored.height == 300 and all(f["name"] in scored.columns for f in features)
+    # `run --apply` in the job's process gives exactly what a later `afep apply` gives
+    assert pl.read_parquet(out / "applied" / "new.parquet").equals(scored)
 
     # exactly as evaluated: applied to the training rows, a feature equals its full-fit evaluation values
     train_applied = tmp_path / "train_scored.parquet"

@@ -75,8 +75,10 @@ def test_each_split_uses_its_own_fit_column() -> None:
     marker = np.tile(np.arange(plan.n_fits, dtype=np.float64), (plan.n_rows, 1))
     trials = Trials(base, plan, {"m": marker}, "regression", 0, 1, None)
     for i in range(len(plan.splits)):
-        x, _ = trials.design(("m",), i)
-        assert (x[:, -1] == plan.fit_index_for_split(i)).all()
+        request = trials.request((("m",), i))
+        assert request.extra is not None
+        assert (request.extra[:, -1] == plan.fit_index_for_split(i)).all()
+        assert (request.train_idx == plan.splits[i][0]).all()
 
 
 def test_fold_fitted_candidate_is_judged_on_its_fold_columns() -> None:
