@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,12 +82,29 @@ class UnsupportedSpec(ValueError):
 
 def generate_code(spec: FeatureSpec) -> GeneratedCode:
     name = feature_name(spec)
-    body, sql_expr = _body(spec)
-    header = HEADER.format(name=name, op=spec.op, cols=", ".join(spec.columns))
-    code = header + "".join(f"    {line}\n" for line in body)
+    code, sql_expr = _module(spec, name)
     compile(code, "<feature>", "exec")  # fail here, not in the sandbox
     sql = _sql(spec, name, sql_expr)
     return GeneratedCode(code, "polars", hashlib.sha256(code.encode()).hexdigest(), sql, "duckdb" if sql else None)
+
+
+def is_generated(spec_json: str, code: str) -> bool:
+    """True if `code` is exactly what this generator writes for the spec: AFEP's own code.
+
+    The sandbox may run such code for many features in one process; any other code
+    (written by a model or edited by hand) gets a process of its own.
+    """
+    try:
+        spec = FeatureSpec.from_dict(json.loads(spec_json))
+        return _module(spec, feature_name(spec))[0] == code
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def _module(spec: FeatureSpec, name: str) -> tuple[str, str | None]:
+    body, sql_expr = _body(spec)
+    header = HEADER.format(name=name, op=spec.op, cols=", ".join(spec.columns))
+    return header + "".join(f"    {line}\n" for line in body), sql_expr
 
 
 def _c(name: str) -> str:

@@ -130,9 +130,21 @@ class Sandbox:
         return self.run_batch([code], data, fits)[0]
 
     def run_batch(
-        self, codes: Sequence[str], data: pa.Table, fits: Sequence[npt.NDArray[np.bool_]] | None = None
+        self,
+        codes: Sequence[str],
+        data: pa.Table,
+        fits: Sequence[npt.NDArray[np.bool_]] | None = None,
+        *,
+        shared_process: bool = False,
     ) -> list[SandboxResult]:
-        """Run several codes over one table in one round trip; each still gets its own process."""
+        """Run several codes over one table in one round trip; each gets its own process.
+
+        `shared_process=True` runs them one after another in ONE confined process instead
+        (same limits per code, same checks), saving a fork per code (about 10 ms). Only
+        for code that cannot attack its neighbours, i.e. code AFEP generated itself from a
+        declarative spec. If that process dies or times out, every code it had not answered
+        runs again alone, so a failure is still reported for the code that caused it.
+        """
         results: list[SandboxResult | None] = [None] * len(codes)
         todo: list[int] = []
         for i, code in enumerate(codes):
@@ -143,13 +155,18 @@ class Sandbox:
             else:
                 todo.append(i)
         if todo:
-            executed = self._execute([codes[i] for i in todo], data, fits)
+            executed = self._execute([codes[i] for i in todo], data, fits, shared=shared_process)
             for i, result in zip(todo, executed, strict=True):
                 results[i] = result
         return [r for r in results if r is not None]
 
     def _execute(
-        self, codes: Sequence[str], data: pa.Table, fits: Sequence[npt.NDArray[np.bool_]] | None
+        self,
+        codes: Sequence[str],
+        data: pa.Table,
+        fits: Sequence[npt.NDArray[np.bool_]] | None,
+        *,
+        shared: bool = False,
     ) -> list[SandboxResult]:
         """Run codes WITHOUT the static policy check (the runtime layers still apply)."""
         masks = _stack_masks(fits, data.num_rows)
@@ -158,18 +175,18 @@ class Sandbox:
             table_key = self._table_identity(data)
             masks_key = None if masks is None else _digest(masks.tobytes(), str(masks.shape))
             request = {
-                "op": "run", "codes": list(codes), "table": table_key, "masks": masks_key,
+                "op": "run", "codes": list(codes), "table": table_key, "masks": masks_key, "shared": shared,
                 "wall_seconds": self.limits.wall_seconds,
                 "limits": {k: v for k, v in asdict(self.limits).items() if k in _RUN_LIMIT_FIELDS},
             }  # fmt: skip
             started = time.monotonic()
             try:
                 worker = self._ensure_worker()
-                reply, payload = self._request(worker, request, len(codes))
+                reply, payload = self._request(worker, request, len(codes) * (2 if shared else 1))
                 if reply.get("op") == "missing":
                     for key in reply["keys"]:
                         self._put(worker, key, masks)
-                    reply, payload = self._request(worker, request, len(codes))
+                    reply, payload = self._request(worker, request, len(codes) * (2 if shared else 1))
             except (ChannelClosed, ChannelTimeout, ValueError, KeyError, OSError) as exc:
                 return [self._worker_failure(exc, time.monotonic() - started)] * len(codes)
         return _unpack(reply, payload, data.num_rows, n_fits)

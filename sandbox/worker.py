@@ -81,13 +81,59 @@ def _serve_run(proto_out: int, meta: dict[str, Any], cache: OrderedDict[str, Any
             cache.move_to_end(key)
     table, masks = cache[meta["table"]], cache.get(meta["masks"]) if meta["masks"] else None
     limits = RunLimits(**meta["limits"])
+    codes = meta["codes"]
+    answered: list[tuple[dict[str, Any], bytes | None] | None] = [None] * len(codes)
+    if meta.get("shared") and len(codes) > 1:
+        answered = run_shared_child(codes, table, masks, limits, meta["wall_seconds"])
     results, payloads = [], []
-    for code in meta["codes"]:
-        result, values = run_in_child(code, table, masks, limits, meta["wall_seconds"])
+    for code, done in zip(codes, answered, strict=True):
+        # one process per code, or after a shared process died: each unanswered code alone,
+        # so that a crash or a timeout is reported for the code that caused it
+        result, values = done if done is not None else run_in_child(code, table, masks, limits, meta["wall_seconds"])
         results.append(result)
         if values is not None:
             payloads.append(values)
     write_frame(proto_out, {"op": "results", "results": results}, b"".join(payloads))
+
+
+def run_shared_child(
+    codes: list[str], table: pa.Table, masks: np.ndarray | None, limits: RunLimits, wall_seconds: float
+) -> list[tuple[dict[str, Any], bytes | None] | None]:
+    """Run several codes one after another in ONE confined process (for code AFEP generated
+    itself). Each answered code gets its result; None marks codes the process never answered
+    (it crashed, hit a limit or the deadline), which the caller reruns one process each."""
+    n = len(codes)
+    n_fits = 1 if masks is None else masks.shape[0]
+    expected = table.num_rows * n_fits * 8
+    shared = RunLimits(limits.cpu_seconds * n, limits.memory_bytes, limits.file_bytes)
+    result_r, result_w = os.pipe()
+    err_r, err_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        _child(codes, table, masks, shared, result_w, err_w)
+    os.close(result_w)
+    os.close(err_w)
+    out, _, status, _, _ = _collect(
+        pid, result_r, err_r, start + wall_seconds, (expected + 4096) * n, slide=(wall_seconds, expected)
+    )
+    answered: list[tuple[dict[str, Any], bytes | None] | None] = [None] * n
+    offset = 0
+    for i in range(n):
+        try:
+            header, data, offset = _next_frame(out, offset, expected)
+        except ValueError:
+            break
+        duration = float(header.pop("duration_s", 0.0))
+        if header.get("ok") is True:
+            answered[i] = ({"ok": True, "reason": None, "violation": None, "duration_s": duration}, data)
+        elif header.get("violation") in {"policy", "error", "output"}:  # the code's own failure, not the process's
+            result, _ = _fail(header["violation"], str(header.get("reason") or "feature failed")[:1000])
+            answered[i] = ({**result, "duration_s": duration}, None)
+        else:
+            break  # e.g. MemoryError: rerun alone to report it with the right limits
+    del status
+    return answered
 
 
 def run_in_child(
@@ -111,7 +157,9 @@ def run_in_child(
     return result, values
 
 
-def _child(code: str, table: pa.Table, masks: np.ndarray | None, limits: RunLimits, result_w: int, err_w: int) -> None:
+def _child(
+    codes: str | list[str], table: pa.Table, masks: np.ndarray | None, limits: RunLimits, result_w: int, err_w: int
+) -> None:
     status = 70
     try:
         os.setpgid(0, 0)
@@ -123,14 +171,18 @@ def _child(code: str, table: pa.Table, masks: np.ndarray | None, limits: RunLimi
         os.closerange(result_w + 1, max(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         for problem in confine_process(limits):
             print(f"sandbox: {problem}", file=sys.stderr)
-        try:
-            values = compute_feature(code, table, masks)
-            header: dict[str, object] = {"ok": True}
-            data = values.tobytes()
-        except FeatureFailed as failed:
-            header = {"ok": False, "violation": failed.violation, "reason": failed.reason}
-            data = b""
-        write_frame(result_w, header, data)
+        for code in [codes] if isinstance(codes, str) else codes:
+            started = time.monotonic()
+            try:
+                values = compute_feature(code, table, masks)
+                header: dict[str, object] = {"ok": True}
+                data = values.tobytes()
+            except FeatureFailed as failed:
+                header = {"ok": False, "violation": failed.violation, "reason": failed.reason}
+                data = b""
+            if not isinstance(codes, str):
+                header["duration_s"] = time.monotonic() - started
+            write_frame(result_w, header, data)
         status = 0
     except BaseException as exc:  # noqa: BLE001 - the child must never return into the worker loop
         with contextlib.suppress(BaseException):
@@ -140,9 +192,14 @@ def _child(code: str, table: pa.Table, masks: np.ndarray | None, limits: RunLimi
 
 
 def _collect(
-    pid: int, result_r: int, err_r: int, deadline: float, expected: int
+    pid: int, result_r: int, err_r: int, deadline: float, expected: int, slide: tuple[float, int] | None = None
 ) -> tuple[bytearray, bytearray, int, Any, bool]:
-    """Read the child's pipes until it exits or the deadline passes (then kill it)."""
+    """Read the child's pipes until it exits or the deadline passes (then kill it).
+
+    `slide=(seconds, frame_bytes)`: a shared child writes one frame per code; each
+    complete frame moves the deadline to `seconds` from then, so every code gets the
+    per-code wall-clock limit."""
+    parsed = 0
     pidfd = os.pidfd_open(pid)
     out, err = bytearray(), bytearray()
     poller = select.poll()
@@ -165,6 +222,12 @@ def _collect(
             elif fd == result_r:
                 out += chunk
                 flooded = len(out) > expected + (1 << 21)  # more than any valid answer
+                while slide is not None:
+                    try:
+                        parsed = _next_frame(out, parsed, slide[1])[2]
+                    except ValueError:
+                        break
+                    deadline = time.monotonic() + slide[0]
             else:
                 err = (err + chunk)[-_STDERR_TAIL:]
     _kill_group(pid)
@@ -219,6 +282,21 @@ def _classify(
     if violation == "memory":
         reason = f"memory limit {_gib(limits.memory_bytes)} exceeded ({reason})"
     return _fail(violation, reason)
+
+
+def _next_frame(out: bytearray, offset: int, expected: int) -> tuple[dict[str, Any], bytes, int]:
+    """The frame starting at `offset` of a shared child's output, and where the next one starts."""
+    if len(out) < offset + 12:
+        raise ValueError("no result")
+    json_len = int.from_bytes(out[offset : offset + 4], "little")
+    payload_len = int.from_bytes(out[offset + 4 : offset + 12], "little")
+    end = offset + 12 + json_len + payload_len
+    if len(out) < end:
+        raise ValueError("truncated result")
+    header = json.loads(out[offset + 12 : offset + 12 + json_len])
+    if not isinstance(header, dict) or (header.get("ok") is True and payload_len != expected):
+        raise ValueError("malformed result")
+    return header, bytes(out[offset + 12 + json_len : end]), end
 
 
 def _parse_result(out: bytearray, expected: int) -> tuple[dict[str, Any], bytes]:

@@ -18,6 +18,7 @@ from domain.envelope import Envelope
 from domain.feature import Feature, RecordExecution, RejectFeature
 from domain.job import CompleteStage, StageCompleted
 from processors.agents.dataset import base_and_plan
+from processors.codegen import is_generated
 from processors.workbench import Workbench
 
 NAME = "execution"
@@ -42,11 +43,18 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     sandbox = bench.sandbox()
     started = time.monotonic()
     total, finished = len(features), len(features) - len(todo)
-    for fitted in (False, True):
-        group = [f for f in todo if bool(f.code and f.code.fitted) == fitted]
+    # AFEP's own generated code shares one confined process per chunk; other code runs alone
+    own = {f.feature_id for f in todo if f.code and is_generated(f.proposal.spec_json, f.code.code)}
+    for fitted, shared in ((False, True), (False, False), (True, True), (True, False)):
+        group = [f for f in todo if bool(f.code and f.code.fitted) == fitted and (f.feature_id in own) == shared]
         for start in range(0, len(group), CHUNK):
             chunk = group[start : start + CHUNK]
-            results = sandbox.run_batch([f.code.code for f in chunk], data, list(plan.fits) if fitted else None)  # type: ignore[union-attr]
+            results = sandbox.run_batch(
+                [f.code.code for f in chunk],  # type: ignore[union-attr]
+                data,
+                list(plan.fits) if fitted else None,
+                shared_process=shared,
+            )
             commands: list[Any] = []
             for feature, result in zip(chunk, results, strict=True):
                 outcome = _record(feature, result, job.job_id, bench, fitted)

@@ -24,8 +24,10 @@ from processors.engine.selection import (
 from processors.engine.statistics import PairedTest, benjamini_hochberg, corrected_paired_test
 from processors.engine.trials import FeatureSet, Progress, Trials
 
-CONFIRM_TOP = 16
+import os as _os  # EXPERIMENT
+CONFIRM_TOP = int(_os.environ.get("X_TOP", "16"))
 SELECT_P = 0.05
+X_KEEP_P = float(_os.environ.get("X_KEEP_P", "0.5"))
 MAX_NEW = 10
 
 
@@ -69,33 +71,33 @@ def _confirm(
     order: list[str],
     progress: Progress | None,
 ) -> tuple[dict[str, PairedTest], list[str]]:
-    """Successive halving: all on the first confirm repeat, the promising on the second."""
+    """Successive halving: all on the first confirm repeat; each later repeat only for those still ahead."""
     confirm = trials.plan.split_indices("confirm")
-    half = len(confirm) // 2
-    first, second = confirm[:half], confirm[half:]
+    k = trials.plan.n_folds
+    blocks = [confirm[i : i + k] for i in range(0, len(confirm), k)]
     vf = _valid_fraction(trials.plan)
-    trials.run([(baseline, s) for s in confirm])
     diffs: dict[str, np.ndarray] = {}
     skipped: list[str] = []
     chunk = trials.parallel
-    for start in range(0, len(order), chunk):
-        if trials.out_of_time():
-            skipped.extend(order[start:])
-            break
-        batch = order[start : start + chunk]
-        trials.run([((*baseline, c), s) for c in batch for s in first])
-        for c in batch:
-            diffs[c] = trials.diffs((*baseline, c), baseline, first)
-        if progress:
-            progress("confirm", min(start + chunk, len(order)), len(order))
-    promising = [c for c in diffs if diffs[c].mean() > 0]
-    for start in range(0, len(promising), chunk):
-        if trials.out_of_time():
-            break
-        batch = promising[start : start + chunk]
-        trials.run([((*baseline, c), s) for c in batch for s in second])
-        for c in batch:
-            diffs[c] = trials.diffs((*baseline, c), baseline, confirm)
+    alive = list(order)
+    done: list[int] = []
+    for b, block in enumerate(blocks):
+        trials.run([(baseline, s) for s in block])
+        done = [*done, *block]
+        for start in range(0, len(alive), chunk):
+            if trials.out_of_time():
+                if b == 0:
+                    skipped.extend(alive[start:])
+                break
+            batch = alive[start : start + chunk]
+            trials.run([((*baseline, c), s) for c in batch for s in block])
+            for c in batch:
+                diffs[c] = trials.diffs((*baseline, c), baseline, done)
+            if progress and b == 0:
+                progress("confirm", min(start + chunk, len(alive)), len(alive))
+        alive = [c for c in alive if c in diffs and len(diffs[c]) == len(done) and diffs[c].mean() > 0]
+        if b >= 1:
+            alive = [c for c in alive if corrected_paired_test(diffs[c], vf).p_value <= X_KEEP_P]
     return {c: corrected_paired_test(d, vf) for c, d in diffs.items()}, skipped
 
 

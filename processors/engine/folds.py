@@ -34,7 +34,8 @@ import numpy as np
 Role = Literal["screen", "confirm", "guard"]
 Split = tuple[np.ndarray, np.ndarray]
 
-ROLE_REPEATS: tuple[tuple[Role, int], ...] = (("screen", 1), ("confirm", 2), ("guard", 1))
+import os as _os  # EXPERIMENT
+ROLE_REPEATS: tuple[tuple[Role, int], ...] = (("screen", 1), ("confirm", int(_os.environ.get("X_REPEATS", "2"))), ("guard", 1))
 """Repeats per role; the guard "repeat" is the two halves of the guard rows."""
 
 

@@ -15,8 +15,10 @@ import numpy as np
 
 Task = Literal["classification", "regression"]
 
-MAX_ROUNDS = 600
-EARLY_STOPPING = 30
+import os as _os  # EXPERIMENT
+MAX_ROUNDS = int(_os.environ.get("X_MAXR", "600"))
+EARLY_STOPPING = int(_os.environ.get("X_ES", "30"))
+_LR = float(_os.environ.get("X_LR", "0.1"))
 MULTITHREAD_ROWS = 20_000
 
 
@@ -28,7 +30,7 @@ def lgb_params(task: Task, seed: int, threads: int = 1) -> dict[str, object]:
     """Fast yet close to the external protocol (defaults, 31 leaves) with a larger step."""
     return {
         "objective": "binary" if task == "classification" else "regression",
-        "learning_rate": 0.1,
+        "learning_rate": _LR,
         "num_leaves": 31,
         "min_data_in_leaf": 20,
         "max_bin": 63,

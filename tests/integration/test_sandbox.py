@@ -118,6 +118,33 @@ def test_batch_mixes_good_and_bad_code(sandbox: Sandbox, table: pa.Table) -> Non
     np.testing.assert_array_equal(results[0].values, results[3].values)
 
 
+def test_shared_process_gives_the_same_values(sandbox: Sandbox, table: pa.Table) -> None:
+    rng = np.random.default_rng(2)
+    fits = [rng.random(table.num_rows) < p for p in (0.3, 0.7)]
+    codes = [FREQ, *(f"import polars as pl\n\ndef feature(df, ref):\n    return pl.col('x') * {k}\n" for k in range(5))]
+    alone = sandbox.run_batch(codes, table, fits)
+    shared = sandbox.run_batch(codes, table, fits, shared_process=True)
+    for a, b in zip(alone, shared, strict=True):
+        assert a.ok and b.ok and a.values is not None and b.values is not None
+        np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_shared_process_pins_each_failure_on_its_code(table: pa.Table) -> None:
+    loop = "def feature(df, ref):\n    while True:\n        pass\n"
+    hog = "import numpy as np\n\ndef feature(df, ref):\n    x = np.ones(10**10 // 8 * 10)\n    return df['x']\n"
+    raises = "def feature(df, ref):\n    return 1 / 0\n"
+    codes = [FREQ, raises, loop, FREQ, hog, FREQ, FREQ, FREQ]
+    with Sandbox(SandboxLimits(cpu_seconds=30, wall_seconds=1.5, memory_bytes=2**30)) as box:
+        box.start()
+        started = time.monotonic()
+        results = box.run_batch(codes, table, shared_process=True)
+        elapsed = time.monotonic() - started
+    assert [r.violation for r in results] == [None, "error", "timeout", None, "memory", None, None, None]
+    assert "timed out after 1.5 s wall clock" in (results[2].reason or "")
+    # the loop costs its own wall limit twice (shared, then alone), not once per code of the batch
+    assert elapsed < 2 * 1.5 + 3, elapsed
+
+
 # --- static policy (nothing runs) -----------------------------------------------------------
 @pytest.mark.parametrize(
     ("code", "fragment"),

@@ -146,3 +146,18 @@ def test_division_by_zero_is_null_not_inf() -> None:
 def test_bad_specs_are_rejected(spec: FeatureSpec) -> None:
     with pytest.raises(UnsupportedSpec):
         generate_code(spec)
+
+
+@pytest.mark.parametrize(("spec", "want"), CASES[:6], ids=[f"{s.op}-{i}" for i, (s, _) in enumerate(CASES[:6])])
+def test_is_generated_recognises_only_this_generators_exact_code(spec: FeatureSpec, want: list) -> None:
+    import json
+
+    from processors.codegen import is_generated
+
+    del want
+    spec_json, code = json.dumps(spec.to_dict()), generate_code(spec).code
+    assert is_generated(spec_json, code)
+    assert not is_generated(spec_json, code + "\n# edited\n")
+    assert not is_generated(spec_json, code.replace("def feature", "def feature_"))
+    assert not is_generated("{not json", code)
+    assert not is_generated(json.dumps({"op": "no_such_op", "columns": ["a"]}), code)
