@@ -107,9 +107,9 @@ class LocalRuntime:
 
     def start(self, poll_seconds: float = 0.2) -> None:
         """Run in a background thread (for `afep serve`); `wake()` after appending a command."""
-        self.bench.warm_up()
 
         def loop() -> None:
+            self.bench.warm_up()  # from this thread: the sandbox worker lives as long as its creator
             while not self._stop.is_set():
                 try:
                     self.run_until_idle()

@@ -8,7 +8,6 @@ background from `warm_up()` so that a job does not wait for them.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,19 +66,15 @@ class Workbench:
 
         Both import their libraries in their own processes (about 0.5 s each) while the
         job's first stages run; a job started cold pays that time at its first fit.
+        Call it from the thread that runs the agents (see `Sandbox.spawn`).
         """
         from processors.engine.pool import shared_pool
 
         shared_pool().start()
-        sandbox = self.sandbox()
-
-        def start_sandbox() -> None:
-            try:
-                sandbox.start()
-            except Exception:  # the first real run retries and reports the problem
-                log.warning("sandbox warm-up failed", exc_info=True)
-
-        threading.Thread(target=start_sandbox, name="sandbox-warm-up", daemon=True).start()
+        try:
+            self.sandbox().spawn()
+        except OSError:  # the first real run retries and reports the problem
+            log.warning("sandbox warm-up failed", exc_info=True)
 
     def knowledge_base(self) -> Any:
         if self._kb is None:

@@ -58,10 +58,17 @@ class _Worker:
         self.send_fd, self.recv_fd = self.process.stdin.fileno(), self.process.stdout.fileno()
         os.set_blocking(self.send_fd, False)
         os.set_blocking(self.recv_fd, False)
-        hello, _ = read_frame(self.recv_fd, time.monotonic() + _STARTUP_TIMEOUT_S)
-        self.isolation = Isolation(bool(hello["network_isolated"]), tuple(hello["problems"]))
-        for problem in self.isolation.problems:
-            logger.warning("sandbox isolation degraded: %s", problem)
+        self._isolation: Isolation | None = None
+
+    @property
+    def isolation(self) -> Isolation:
+        """What the worker enforces, from its hello (waits for it the first time)."""
+        if self._isolation is None:
+            hello, _ = read_frame(self.recv_fd, time.monotonic() + _STARTUP_TIMEOUT_S)
+            self._isolation = Isolation(bool(hello["network_isolated"]), tuple(hello["problems"]))
+            for problem in self._isolation.problems:
+                logger.warning("sandbox isolation degraded: %s", problem)
+        return self._isolation
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -96,9 +103,20 @@ class Sandbox:
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> Isolation:
-        """Start the warm worker now (otherwise the first run does it)."""
+        """Start the warm worker now (otherwise the first run does it) and wait until it is ready."""
         with self._lock:
             return self._ensure_worker().isolation
+
+    def spawn(self) -> None:
+        """Start the warm worker without waiting for it: it imports Polars while the caller goes on.
+
+        Call it from a long-lived thread: the worker is killed when the thread that started
+        it exits (PR_SET_PDEATHSIG follows the creating thread, not the process).
+        """
+        with self._lock:
+            if self._worker is None or not self._worker.alive():
+                self._worker = None
+                self._worker = _Worker(self.limits, self.network_isolation)
 
     @property
     def worker_pid(self) -> int | None:
@@ -203,6 +221,7 @@ class Sandbox:
             self._worker = None
         if self._worker is None:
             self._worker = _Worker(self.limits, self.network_isolation)
+        self._worker.isolation  # noqa: B018 - the hello must have arrived before any request
         return self._worker
 
     def _request(self, worker: _Worker, request: dict[str, Any], n_codes: int) -> tuple[dict[str, Any], bytes]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from commands.store import EventStore
 from commands.unit_of_work import Progress, Trace, load_feature, load_job
 from domain.envelope import Envelope
-from domain.feature import RecordEvaluation, RejectFeature, SelectFeature
+from domain.feature import Feature, RecordEvaluation, RejectFeature, SelectFeature
 from domain.job import CompleteRound, CompleteStage, StageCompleted
 from processors.agents.dataset import base_and_plan
 from processors.agents.planner import elapsed_seconds
+from processors.agents.sandboxing import run_codes
 from processors.engine import evaluate_round
 from processors.workbench import Workbench
 
@@ -27,20 +31,47 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     job = load_job(store, done.job_id)
     if job is None or job.terminal or (done.round, "evaluation") in job.stages_done:
         return []
-    _, base, plan = base_and_plan(job, bench)
+    frame, base, plan = base_and_plan(job, bench)
     names: dict[str, str] = {}
+    features: dict[str, Feature] = {}
     candidates = {}
-    for fid in done.feature_ids:
-        feature = load_feature(store, fid)
-        if feature is not None and feature.execution is not None and feature.execution.artifact:
-            candidates[fid] = bench.load_artifact(feature.execution.artifact, plan.n_fits)
-            names[fid] = feature.proposal.name
     selected = {}
-    for fid in job.selected_ids:
-        feature = load_feature(store, fid)
-        if feature is not None and feature.execution is not None and feature.execution.artifact:
-            selected[fid] = bench.load_artifact(feature.execution.artifact, plan.n_fits)
-            names[fid] = feature.proposal.name
+    for fids, arrays in ((done.feature_ids, candidates), (job.selected_ids, selected)):
+        for fid in fids:
+            feature = load_feature(store, fid)
+            if feature is not None and feature.execution is not None and feature.execution.artifact:
+                arrays[fid] = bench.load_artifact(feature.execution.artifact, plan.n_fits)
+                names[fid] = feature.proposal.name
+                features[fid] = feature
+    partial = {fid for fid, f in features.items() if f.code is not None and f.code.fitted}
+    completions: list[str] = []
+
+    def complete(ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run fitted candidates' code for the confirm and guard folds (only those get that far)."""
+        started = time.monotonic()
+        todo = [features[i] for i in ids]
+        columns = sorted({c for f in todo for c in f.proposal.source_columns if c in frame.columns})
+        lazy = list(plan.lazy_fits)
+        out: dict[str, np.ndarray] = {}
+        failures: list[str] = []
+
+        def take(chunk: list[tuple[Feature, Any]]) -> None:
+            for feature, result in chunk:
+                fid = feature.feature_id
+                if result.ok and result.values is not None:
+                    values = np.array(candidates.get(fid, selected.get(fid)), dtype=np.float64)
+                    values[:, lazy] = result.values
+                    out[fid] = values
+                else:
+                    failures.append(f"{feature.proposal.name}: {result.reason}")
+
+        run_codes(bench.sandbox(), todo, frame.select(columns).to_arrow(), [plan.fits[i] for i in lazy], take)
+        completions.append(
+            f"computed {len(todo)} fitted candidates on {len(lazy)} more folds in the sandbox "
+            f"in {time.monotonic() - started:.1f} s" + (f"; failed: {'; '.join(failures)}" if failures else "")
+        )
+        return out
+
     remaining = DEADLINE_SHARE * job.request.budget_seconds - elapsed_seconds(store, job, bench)
     deadline = time.monotonic() + max(5.0, remaining)
 
@@ -65,7 +96,10 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         seed=job.request.seed,
         deadline=deadline,
         progress=progress,
+        partial=partial,
+        complete=complete,
     )
+    out += [Trace(job.job_id, NAME, "tool_result", message) for message in completions]
     evaluated: list[Any] = []
     rejected: list[Any] = []
     selected_now: list[Any] = []

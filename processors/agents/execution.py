@@ -1,8 +1,10 @@
-"""Execution agent: runs each candidate's code in the sandbox, once per fold fit.
+"""Execution agent: runs each candidate's code in the sandbox, once per fold fit it needs.
 
 The sandbox sees only the source columns of the round's candidates, never the
-target. Codes run in batches over one shared table; fitted codes get every fold
-fit, stateless ones are computed once.
+target. Codes run in batches over one shared table; stateless codes are computed
+once, fitted ones (frequencies, group statistics, bins) for the screen splits and
+all rows (`FoldPlan.eager_fits`). Their other fold columns are left missing in the
+artifact and computed by the evaluation agent for the few candidates it confirms.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from domain.envelope import Envelope
 from domain.feature import Feature, RecordExecution, RejectFeature
 from domain.job import CompleteStage, StageCompleted
 from processors.agents.dataset import base_and_plan
-from processors.codegen import is_generated
+from processors.agents.sandboxing import run_codes
 from processors.workbench import Workbench
 
 NAME = "execution"
 SUBSCRIBES = (StageCompleted,)
-CHUNK = 20  # codes per sandbox batch and per interim commit: progress on the feed, little lost on a crash
 
 
 def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
@@ -43,31 +44,27 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     sandbox = bench.sandbox()
     started = time.monotonic()
     total, finished = len(features), len(features) - len(todo)
-    # AFEP's own generated code shares one confined process per chunk; other code runs alone
-    own = {f.feature_id for f in todo if f.code and is_generated(f.proposal.spec_json, f.code.code)}
-    for fitted, shared in ((False, True), (False, False), (True, True), (True, False)):
-        group = [f for f in todo if bool(f.code and f.code.fitted) == fitted and (f.feature_id in own) == shared]
-        for start in range(0, len(group), CHUNK):
-            chunk = group[start : start + CHUNK]
-            results = sandbox.run_batch(
-                [f.code.code for f in chunk],  # type: ignore[union-attr]
-                data,
-                list(plan.fits) if fitted else None,
-                shared_process=shared,
-            )
-            commands: list[Any] = []
-            for feature, result in zip(chunk, results, strict=True):
-                outcome = _record(feature, result, job.job_id, bench, fitted)
-                commands += outcome
-                if isinstance(outcome[0], RecordExecution) and outcome[0].ok:
-                    ok_ids.append(feature.feature_id)
-                else:
-                    failed += 1
-            finished += len(chunk)
-            commands.append(
-                Progress(job.job_id, NAME, "execution", finished, total, f"{len(ok_ids)} ok, {failed} failed")
-            )
-            bench.emit(commands)
+    eager = [plan.fits[i] for i in plan.eager_fits]
+    state = {"finished": finished, "failed": failed}
+
+    def record(chunk: list[tuple[Feature, Any]], fitted: bool) -> None:
+        commands: list[Any] = []
+        for feature, result in chunk:
+            outcome = _record(feature, result, job.job_id, bench, fitted, plan)
+            commands += outcome
+            if isinstance(outcome[0], RecordExecution) and outcome[0].ok:
+                ok_ids.append(feature.feature_id)
+            else:
+                state["failed"] += 1
+        state["finished"] += len(chunk)
+        message = f"{len(ok_ids)} ok, {state['failed']} failed"
+        commands.append(Progress(job.job_id, NAME, "execution", state["finished"], total, message))
+        bench.emit(commands)  # per chunk: progress on the feed, little lost on a crash
+
+    for fitted in (False, True):
+        group = [f for f in todo if bool(f.code and f.code.fitted) == fitted]
+        run_codes(sandbox, group, data, eager if fitted else None, lambda chunk, fitted=fitted: record(chunk, fitted))
+    failed = state["failed"]
     seconds = time.monotonic() - started
     order = {fid: i for i, fid in enumerate(done.feature_ids)}
     ok_ids.sort(key=order.__getitem__)
@@ -82,7 +79,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     ]
 
 
-def _record(feature: Feature, result: Any, job_id: str, bench: Workbench, fitted: bool) -> list[Any]:
+def _record(feature: Feature, result: Any, job_id: str, bench: Workbench, fitted: bool, plan: Any) -> list[Any]:
     fid, ms = feature.feature_id, result.duration_s * 1000
     if not result.ok or result.values is None:
         reason = result.reason or "failed"
@@ -101,6 +98,10 @@ def _record(feature: Feature, result: Any, job_id: str, bench: Workbench, fitted
             RecordExecution(fid, False, reason, "output", ms, None, None, None),
             RejectFeature(fid, "execution", reason),
         ]
+    if fitted:  # eager columns computed, the rest missing until the evaluation agent needs them
+        full = np.full((values.shape[0], plan.n_fits), np.nan)
+        full[:, list(plan.eager_fits)] = values
+        values = full
     artifact = bench.save_artifact(job_id, fid, values if fitted else values[:, :1])
     null_rate = float(1 - finite.size / max(1, column.size))
     return [RecordExecution(fid, True, None, None, ms, artifact, null_rate, n_unique)]

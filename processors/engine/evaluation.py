@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from processors.engine.statistics import PairedTest, benjamini_hochberg, correct
 from processors.engine.trials import FeatureSet, Progress, Trials
 
 import os as _os  # EXPERIMENT
+Complete = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
 CONFIRM_TOP = int(_os.environ.get("X_TOP", "16"))
 SELECT_P = 0.05
 X_KEEP_P = float(_os.environ.get("X_KEEP_P", "0.5"))
@@ -37,13 +38,15 @@ class CandidateShapeError(ValueError):
 
 def _as_fits(cid: str, values: np.ndarray, plan: FoldPlan) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
-        arr = np.repeat(arr.reshape(-1, 1), plan.n_fits, axis=1)  # stateless: same for all fits
-    if arr.shape != (plan.n_rows, plan.n_fits):
+    stateless = arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)
+    if (stateless and arr.shape[0] != plan.n_rows) or (not stateless and arr.shape != (plan.n_rows, plan.n_fits)):
         raise CandidateShapeError(
             f"candidate '{cid}' has shape {arr.shape}, expected ({plan.n_rows}, {plan.n_fits}): "
             "compute it once per fit mask of the fold plan"
         )
+    if stateless:  # the same values for every fit: a read-only view, no copy per fit
+        column = arr.reshape(-1, 1)
+        return np.broadcast_to(np.where(np.isfinite(column), column, np.nan), (plan.n_rows, plan.n_fits))
     return np.where(np.isfinite(arr), arr, np.nan)
 
 
@@ -115,12 +118,40 @@ def evaluate_round(
     categorical: Collection[str] = (),
     confirm_top: int = CONFIRM_TOP,
     max_new: int = MAX_NEW,
+    partial: Collection[str] = (),
+    complete: Complete | None = None,
 ) -> RoundReport:
-    """Decide which candidates help on top of raw features plus `selected`."""
+    """Decide which candidates help on top of raw features plus `selected`.
+
+    `partial`: ids whose arrays hold only `plan.eager_fits` columns (fitted features as
+    the execution stage leaves them). Before confirmation the engine calls
+    `complete(ids)` for those among the confirmed candidates and `selected`; it returns
+    full arrays, and ids it leaves out are reported as failed on the confirmation folds.
+    """
     started = time.monotonic()
+    if partial and complete is None:
+        raise ValueError("partial candidates need a `complete` callback to compute their other fold columns")
     pool = {c: _as_fits(c, v, plan) for c, v in {**selected, **candidates}.items()}
     trials = Trials(base, plan, pool, task, seed, threads, deadline, frozenset(categorical))
-    return _evaluate(trials, candidates, selected, progress, categorical, confirm_top, max_new, started)
+    trials.partial = set(partial)
+    return _evaluate(trials, candidates, selected, progress, categorical, confirm_top, max_new, started, complete)
+
+
+def _complete(trials: Trials, ids: Sequence[str], complete: Complete | None) -> set[str]:
+    """Fill in the lazy fold columns of `ids` that are partial; returns those that failed."""
+    need = [c for c in ids if c in trials.partial]
+    if not need:
+        return set()
+    assert complete is not None
+    arrays = complete(need)
+    failed = set()
+    for c in need:
+        if c in arrays:
+            trials.pool[c] = _as_fits(c, arrays[c], trials.plan)  # type: ignore[index]
+            trials.partial.discard(c)
+        else:
+            failed.add(c)
+    return failed
 
 
 def _evaluate(
@@ -132,6 +163,7 @@ def _evaluate(
     confirm_top: int,
     max_new: int,
     started: float,
+    complete: Complete | None = None,
 ) -> RoundReport:
     base, plan, pool, task = trials.base, trials.plan, trials.pool, trials.task
     baseline: FeatureSet = tuple(selected)
@@ -180,6 +212,11 @@ def _evaluate(
     order = ranked[:confirm_top]
     for rank, c in enumerate(ranked, start=1):
         outcomes[c].screen_rank = rank
+    if _complete(trials, baseline, complete):
+        raise RuntimeError("a selected feature could not be computed on the confirmation folds")
+    for c in _complete(trials, order, complete):
+        order.remove(c)
+        outcomes[c].note = "could not be computed on the confirmation folds"
     tests, skipped = _confirm(trials, baseline, order, progress) if order else ({}, [])
     if skipped:
         notes.append(f"deadline reached: {len(skipped)} screened candidates were not confirmed")

@@ -71,6 +71,20 @@ class FoldPlan:
     def split_indices(self, role: Role) -> tuple[int, ...]:
         return tuple(i for i, r in enumerate(self.roles) if r == role)
 
+    @property
+    def eager_fits(self) -> tuple[int, ...]:
+        """Fit columns computed for every fitted candidate: the screen splits and all rows.
+
+        The others (confirm and guard splits) are computed only for the few candidates
+        that reach confirmation, see `evaluate_round(..., partial=, complete=)`.
+        """
+        return (*self.split_indices("screen"), self.full_fit_index)
+
+    @property
+    def lazy_fits(self) -> tuple[int, ...]:
+        eager = set(self.eager_fits)
+        return tuple(i for i in range(self.n_fits) if i not in eager)
+
 
 def _kfold(y: np.ndarray, task: str, folds: int, state: int) -> list[Split]:
     """Shuffled K-fold (stratified by class for classification); sorted index arrays."""

@@ -29,7 +29,7 @@ class Trials:
 
     base: BaseMatrix
     plan: FoldPlan
-    pool: Mapping[str, np.ndarray]
+    pool: dict[str, np.ndarray]
     task: Task
     seed: int
     threads: int
@@ -39,6 +39,7 @@ class Trials:
     n_fits: int = 0
     workers: FitPool | None = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    partial: set[str] = field(default_factory=set)  # ids with only the plan's eager fit columns
 
     @property
     def parallel(self) -> int:
@@ -58,6 +59,9 @@ class Trials:
         train_idx, valid_idx = self.plan.splits[split]
         if not features:
             return FitRequest(None, self.base.categorical, train_idx, valid_idx)
+        if col not in self.plan.eager_fits and self.partial.intersection(features):
+            missing = sorted(self.partial.intersection(features))
+            raise RuntimeError(f"fold column {col} of {missing} was never computed: complete them first")
         extra = np.column_stack([self.pool[f][:, col] for f in features])
         p = self.base.x.shape[1]
         cats = self.base.categorical + tuple(p + j for j, f in enumerate(features) if f in self.categorical)
