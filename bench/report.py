@@ -320,18 +320,27 @@ def side_results(results_dir: Path = Path(__file__).resolve().parent / "results"
     scale, api = results_dir / "scale.json", results_dir / "api.json"
     if scale.exists():
         r = json.loads(scale.read_text())
-        L += ["## Scale (`python -m bench.scale`)", "",
-              f"`afep run` with default settings on a synthetic {r['rows']:,} × {r['columns']} table: "
-              f"**{r['wall_seconds']:.1f} s** wall, start-up included (target {r['target_seconds']:.0f} s), "
-              f"{r['selected']} of {r['proposed']} candidates selected, score {r['baseline_score']:.4f} → "
-              f"{r['final_score']:.4f}; 1-minute load average {r['load_average']:.1f}.", ""]
+        L += [
+            "## Scale (`python -m bench.scale`)",
+            "",
+            f"`afep run` with default settings on a synthetic {r['rows']:,} × {r['columns']} table: "
+            f"**{r['wall_seconds']:.1f} s** wall, start-up included (target {r['target_seconds']:.0f} s), "
+            f"{r['selected']} of {r['proposed']} candidates selected, score {r['baseline_score']:.4f} → "
+            f"{r['final_score']:.4f}; 1-minute load average {r['load_average']:.1f}.",
+            "",
+        ]
     if api.exists():
         r = json.loads(api.read_text())
         sse, create, listing = r["sse"], r["create_job"], r["list_features"]
-        L += ["## API and live feeds (`python -m bench.api`, details in `docs/benchmarks-api.md`)", "",
-              "| measurement | result |", "|---|---|",
-              f"| SSE append → delivery, {sse['subscribers']} subscribers, {sse['deliveries']} deliveries | "
-              f"p50 {sse['p50_ms']} ms, p99 {sse['p99_ms']} ms (seed target p99 < 100 ms) |",
-              f"| POST /api/v1/jobs, concurrency {create['concurrency']} | {create['requests_per_s']} req/s |",
-              f"| GET /api/v1/features, concurrency {listing['concurrency']} | {listing['requests_per_s']} req/s |", ""]
+        L += [
+            "## API and live feeds (`python -m bench.api`, details in `docs/benchmarks-api.md`)",
+            "",
+            "| measurement | result |",
+            "|---|---|",
+            f"| SSE append → delivery, {sse['subscribers']} subscribers, {sse['deliveries']} deliveries | "
+            f"p50 {sse['p50_ms']} ms, p99 {sse['p99_ms']} ms (seed target p99 < 100 ms) |",
+            f"| POST /api/v1/jobs, concurrency {create['concurrency']} | {create['requests_per_s']} req/s |",
+            f"| GET /api/v1/features, concurrency {listing['concurrency']} | {listing['requests_per_s']} req/s |",
+            "",
+        ]
     return L

@@ -59,7 +59,9 @@ def run(
     seed: Annotated[int, typer.Option()] = 0,
     out: Annotated[Path, typer.Option(help="where features.json and result.json go")] = Path("out"),
     table: Annotated[str | None, typer.Option(help="table name for database URIs")] = None,
-    max_rounds: Annotated[int, typer.Option(help="refinement rounds at most")] = 3,
+    max_rounds: Annotated[
+        int, typer.Option(help="rounds at most (a second round explores around what the first kept)")
+    ] = 2,
     max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = 200,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
     apply_to: Annotated[

@@ -3,7 +3,7 @@
 API
 ---
 ``plan_folds(y, task, seed) -> FoldPlan``
-    Search/guard row split and the screen (1x5-fold), confirm (2x5-fold) and guard
+    Search/guard row split and the screen (1x5-fold), confirm (4x5-fold) and guard
     (2 halves of the 20% guard rows) splits. ``FoldPlan.fits`` are the reference
     masks the execution stage computes each candidate for (one per split, the
     last is all rows); ``fit_index_for_split(i)`` gives the column for split i.
@@ -14,15 +14,19 @@ API
     encodings to new rows.
 
 ``evaluate_round(base, plan, candidates, selected, *, task, seed, deadline=None,
-threads=2, progress=None, categorical=(), confirm_top=20, max_new=10) -> RoundReport``
+progress=None, categorical=(), confirm_top=12, max_new=10, partial=(), complete=None) -> RoundReport``
     candidates/selected: id -> float64 array (n_rows, n_fits) (1-D is accepted for
     stateless features). Stages: binned-Newton screening from the baseline's
-    out-of-fold scores -> full LightGBM refits on 2x5 confirm splits for the top
-    ``confirm_top`` (successive halving), Nadeau-Bengio corrected paired t-test
-    (p<=0.05; BH q reported) -> greedy forward selection (each addition must
-    still help next to those already chosen, p<=0.05) -> harm guard: the chosen
-    set must beat the baseline on guard rows that no screening, test or
-    selection ever saw, else the last-added features are dropped.
+    out-of-fold scores plus a joint LightGBM's importance shares -> full LightGBM
+    refits on 4x5 confirm splits for the top ``confirm_top`` (successive halving),
+    paired two-sided t-test over the splits (p<=0.05; BH q reported) -> greedy
+    forward selection (each addition must still help next to those already
+    chosen) -> harm guard: the chosen set must not lose on guard rows that no
+    screening, test or selection ever saw, else the last-added features are
+    dropped. ``partial`` ids hold only ``plan.eager_fits`` columns; ``complete(ids)``
+    supplies the rest for those that reach confirmation.
+
+LightGBM fits run on worker processes (``pool``, ``AFEP_ENGINE_WORKERS``).
 
 ``baseline_score(base, plan, *, task, seed) -> float``
     Raw-feature score (mean over confirm splits).

