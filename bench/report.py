@@ -99,8 +99,11 @@ def _source(recs: list[dict], fresh: set[Key]) -> str:
     n_cached = len(keys - fresh)
     if n_cached == 0:
         return "this run"
-    dates = sorted(r["created_at"][:10] for r in recs if (r["engine"], r["dataset"], int(r["seed"])) not in fresh)
-    return f"cached {n_cached}/{len(keys)} ({dates[0]}{'…' + dates[-1] if dates[-1] != dates[0] else ''})"
+    dates = sorted(
+        r["created_at"][:16].replace("T", " ") for r in recs if (r["engine"], r["dataset"], int(r["seed"])) not in fresh
+    )
+    last = dates[-1][11:] if dates[-1][:10] == dates[0][:10] else dates[-1]
+    return f"cached {n_cached}/{len(keys)} ({dates[0]}{'…' + last if dates[-1] != dates[0] else ''} UTC)"
 
 
 def render(

@@ -98,6 +98,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         progress=progress,
         partial=partial,
         complete=complete,
+        fit_cache=bench.memo(("fits", job.job_id, job.request.seed), dict),
     )
     out += [Trace(job.job_id, NAME, "tool_result", message) for message in completions]
     evaluated: list[Any] = []

@@ -11,7 +11,7 @@ from processors.engine.folds import FoldPlan
 from processors.engine.matrix import BaseMatrix
 from processors.engine.reasons import Outcome, describe
 from processors.engine.report import CandidateResult, RoundReport
-from processors.engine.scoring import Task, metric_name
+from processors.engine.scoring import FitResult, Task, metric_name
 from processors.engine.screening import joint_importance, screen_candidates
 from processors.engine.selection import (
     REDUNDANT_CORR,
@@ -126,6 +126,7 @@ def evaluate_round(
     max_new: int = MAX_NEW,
     partial: Collection[str] = (),
     complete: Complete | None = None,
+    fit_cache: dict[tuple[FeatureSet, int], FitResult] | None = None,
 ) -> RoundReport:
     """Decide which candidates help on top of raw features plus `selected`.
 
@@ -133,6 +134,10 @@ def evaluate_round(
     the execution stage leaves them). Before confirmation the engine calls
     `complete(ids)` for those among the confirmed candidates and `selected`; it returns
     full arrays, and ids it leaves out are reported as failed on the confirmation folds.
+
+    `fit_cache`: fits of earlier rounds of the same job (same base, plan and feature
+    ids), e.g. the previous round's final set, which is this round's baseline; new
+    fits are added to it.
     """
     started = time.monotonic()
     if partial and complete is None:
@@ -140,6 +145,8 @@ def evaluate_round(
     pool = {c: _as_fits(c, v, plan) for c, v in {**selected, **candidates}.items()}
     trials = Trials(base, plan, pool, task, seed, threads, deadline, frozenset(categorical))
     trials.partial = set(partial)
+    if fit_cache is not None:
+        trials.results = fit_cache
     return _evaluate(trials, candidates, selected, progress, categorical, confirm_top, max_new, started, complete)
 
 
