@@ -87,7 +87,7 @@ def _confirm(
     vf = _valid_fraction(trials.plan)
     diffs: dict[str, np.ndarray] = {}
     skipped: list[str] = []
-    chunk = trials.parallel
+    chunk = 4 * trials.parallel  # candidates per batch of fits: every worker stays busy between barriers
     alive = list(order)
     done: list[int] = []
     for b, block in enumerate(blocks):
