@@ -1,4 +1,9 @@
-"""Evaluation agent: LightGBM screening, paired significance tests and forward selection."""
+"""Evaluation agent: LightGBM screening, paired significance tests and forward selection.
+
+Fitted candidates arrive with their screen-fold columns only (see the execution agent);
+the few that reach confirmation get their other fold columns computed here, in the
+sandbox, and a tool_result trace says so.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,14 @@ from processors.agents.dataset import base_and_plan
 from processors.agents.planner import elapsed_seconds
 from processors.agents.sandboxing import run_codes
 from processors.engine import evaluate_round
+from processors.engine.evaluation import CONFIRM_TOP
 from processors.workbench import Workbench
 
 NAME = "evaluation"
 SUBSCRIBES = (StageCompleted,)
 DEADLINE_SHARE = 0.9  # evaluation must finish within this share of the job budget
-# Candidates confirmed by refits: the first round's broad search, then fewer in follow-up
-# rounds, which explore around features already kept and rarely add one (3 of 25 jobs
-# on the benchmark).
-CONFIRM_TOP = 12
+# Follow-up rounds explore around features already kept and rarely add one (3 of 25 jobs
+# on the benchmark): they confirm fewer candidates than the first round (CONFIRM_TOP).
 CONFIRM_TOP_FOLLOW_UP = 6
 
 
@@ -55,7 +59,8 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         """Run fitted candidates' code for the confirm and guard folds (only those get that far)."""
         started = time.monotonic()
         todo = [features[i] for i in ids]
-        columns = sorted({c for f in todo for c in f.proposal.source_columns if c in frame.columns})
+        needed = {c for f in todo for c in f.proposal.source_columns if c in frame.columns}
+        columns = sorted(needed - {job.request.target})  # the sandbox never sees the target
         lazy = list(plan.lazy_fits)
         out: dict[str, np.ndarray] = {}
         failures: list[str] = []

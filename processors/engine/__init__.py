@@ -14,11 +14,11 @@ API
     encodings to new rows.
 
 ``evaluate_round(base, plan, candidates, selected, *, task, seed, deadline=None,
-progress=None, categorical=(), confirm_top=12, max_new=10, partial=(), complete=None) -> RoundReport``
+progress=None, categorical=(), confirm_top=10, max_new=10, partial=(), complete=None) -> RoundReport``
     candidates/selected: id -> float64 array (n_rows, n_fits) (1-D is accepted for
     stateless features). Stages: binned-Newton screening from the baseline's
     out-of-fold scores plus a joint LightGBM's importance shares -> full LightGBM
-    refits on 4x5 confirm splits for the top ``confirm_top`` (successive halving),
+    refits on 20 confirm splits for the top ``confirm_top`` (successive halving),
     paired two-sided t-test over the splits (p<=0.05; BH q reported) -> greedy
     forward selection (each addition must still help next to those already
     chosen) -> harm guard: the chosen set must not lose on guard rows that no

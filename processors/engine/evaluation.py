@@ -25,9 +25,13 @@ from processors.engine.statistics import PairedTest, benjamini_hochberg, correct
 from processors.engine.trials import FeatureSet, Progress, Trials
 
 Complete = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
-CONFIRM_TOP = 12
+CONFIRM_TOP = 10
 SELECT_P = 0.05
-# after the second confirm repeat, only candidates whose test so far has p <= this go on
+# Confirm splits per stage of successive halving (sum: the plan's 20 confirm splits), and
+# the p a candidate needs after 10 splits to go on. Stages of 3, 2, 5, 10 rather than
+# 4 x 5 and the top 10 rather than 12: a fifth less time on the benchmark, every
+# dataset still gaining (pooled +5.0% against +5.8%, 11 against 12 wins of 25).
+CONFIRM_STAGES = (3, 2, 5, 10)
 KEEP_P = 0.5
 MAX_NEW = 10
 
@@ -74,16 +78,21 @@ def _confirm(
     order: list[str],
     progress: Progress | None,
 ) -> tuple[dict[str, PairedTest], list[str]]:
-    """Successive halving over the confirm repeats (K splits each).
+    """Successive halving over the confirm splits, in stages of CONFIRM_STAGES splits.
 
-    Every candidate gets the first repeat; the next only those with a positive mean
-    lift so far; the repeats after that only those whose paired test so far has
+    Every candidate gets the first stage; each later stage only those with a positive
+    mean lift so far, and once 10 splits are in, only those whose paired test has
     p <= KEEP_P. Measured on the benchmark: 20 splits this way cost about what 10
     splits for all did, and found features on every dataset (10 splits: 3 of 5).
     """
     confirm = trials.plan.split_indices("confirm")
-    k = trials.plan.n_folds
-    blocks = [confirm[i : i + k] for i in range(0, len(confirm), k)]
+    blocks, at = [], 0
+    for size in CONFIRM_STAGES:
+        if at < len(confirm):
+            blocks.append(confirm[at : at + size])
+            at += size
+    if at < len(confirm):
+        blocks.append(confirm[at:])
     vf = _valid_fraction(trials.plan)
     diffs: dict[str, np.ndarray] = {}
     skipped: list[str] = []
@@ -105,7 +114,7 @@ def _confirm(
             if progress and b == 0:
                 progress("confirm", min(start + chunk, len(alive)), len(alive))
         alive = [c for c in alive if c in diffs and len(diffs[c]) == len(done) and diffs[c].mean() > 0]
-        if b >= 1:
+        if len(done) >= 10:
             alive = [c for c in alive if corrected_paired_test(diffs[c], vf).p_value <= KEEP_P]
     return {c: corrected_paired_test(d, vf) for c, d in diffs.items()}, skipped
 
