@@ -200,3 +200,14 @@ def test_candidate_of_the_wrong_shape_is_refused() -> None:
     for bad in (np.zeros(299), np.zeros((300, plan.n_fits - 1))):
         with pytest.raises(CandidateShapeError, match="expected"):
             evaluate_round(base, plan, {"bad": bad}, {}, task="regression", seed=0)
+
+
+def test_student_t_matches_scipy() -> None:
+    from scipy import stats
+
+    from processors.engine.statistics import t_critical, t_two_sided_p
+
+    for df in (1, 2, 4, 9, 19, 49, 200):
+        assert t_critical(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-9)
+        for t in (0.0, 0.2, 1.0, 2.1, 4.0, 12.0):
+            assert t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-10, abs=1e-300)
