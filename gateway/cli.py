@@ -85,6 +85,8 @@ def run(
         raise UsageError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
     if budget <= 0:
         raise UsageError("--budget must be a positive number of seconds")
+    if not 0 <= seed <= 2**31 - 1:
+        raise UsageError(f"--seed must be between 0 and {2**31 - 1}, not {seed}")
     check_source(data, table)
     applied = _apply_targets(apply_to or [], out)
     shared_pool().start()  # the fit workers import LightGBM while the job starts

@@ -89,12 +89,17 @@ def _split(values: list[str] | None) -> set[str]:
     return {v.strip() for value in values or [] for v in value.split(",") if v.strip()}
 
 
+MAX_POSITION = 2**63 - 1  # log positions are 64-bit signed integers in every store
+
+
 def _start(last_event_id: str | None, query_value: int | None, services: Services) -> int:
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_POSITION:
             raise Problem(400, "Bad Request", "Last-Event-ID must be a log position (the `id` of an event you got)")
         return int(last_event_id)
     if query_value is not None:
+        if not 0 <= query_value <= MAX_POSITION:
+            raise Problem(400, "Bad Request", f"after must be a log position between 0 and {MAX_POSITION}")
         return query_value
     return 0
 

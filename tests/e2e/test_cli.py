@@ -51,6 +51,7 @@ def csv(tmp_path: Path) -> Path:
         (["sqlite:///nowhere.db", "--target", "y"], "name the table with --table"),
         (["{csv}", "--target", "Status", "--task", "sideways"], "--task must be one of"),
         (["{csv}", "--target", "Status", "--apply", "sqlite:///x.db"], "--apply takes CSV or Parquet files"),
+        (["{csv}", "--target", "Status", "--seed", str(2**40)], "--seed must be between 0 and"),
         (["{csv}", "--target", "Status", "--apply", "nowhere.parquet"], "file not found: nowhere.parquet"),
         (["{csv}", "--target", "Status", "--apply", "{csv}", "--apply", "{csv}"], "would both be written to"),
     ],

@@ -131,3 +131,24 @@ def test_other_tenant_gets_404_on_feeds(server: Server) -> None:
     time.sleep(0.2)
     assert httpx.get(f"{server.url}/jobs/j3/events", headers=other).status_code == 404
     assert httpx.get(f"{server.url}/projects/p1/events", headers=other).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [
+        ({"after": str(2**63)}, {}),
+        ({"after": "-1"}, {}),
+        ({}, {"Last-Event-ID": str(2**64)}),
+        ({}, {"Last-Event-ID": "abc"}),
+    ],
+)
+def test_a_position_outside_the_log_range_is_a_400_problem(
+    server: Server, params: dict[str, str], headers: dict[str, str]
+) -> None:
+    execute(server.store, [(job.RequestJob("j4", "p1", "d.csv", None, "y", "auto", 1.0, 0, 1, 1), ctx("alice"))])
+    time.sleep(0.2)
+    for url in (f"{server.url}/jobs/j4/events", f"{server.url}/projects/p1/events"):
+        r = httpx.get(url, params=params, headers={**server.headers, **headers}, timeout=10)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "log position" in r.json()["detail"]
