@@ -106,15 +106,8 @@ def run_shared_child(
     n_fits = 1 if masks is None else masks.shape[0]
     expected = table.num_rows * n_fits * 8
     shared = RunLimits(limits.cpu_seconds * n, limits.memory_bytes, limits.file_bytes)
-    result_r, result_w = os.pipe()
-    err_r, err_w = os.pipe()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        _child(codes, table, masks, shared, result_w, err_w)
-    os.close(result_w)
-    os.close(err_w)
-    out, _, status, _, _ = _collect(
+    pid, result_r, err_r, start = _fork(codes, table, masks, shared)
+    out, *_ = _collect(
         pid, result_r, err_r, start + wall_seconds, (expected + 4096) * n, slide=(wall_seconds, expected)
     )
     answered: list[tuple[dict[str, Any], bytes | None] | None] = [None] * n
@@ -132,7 +125,6 @@ def run_shared_child(
             answered[i] = ({**result, "duration_s": duration}, None)
         else:
             break  # e.g. MemoryError: rerun alone to report it with the right limits
-    del status
     return answered
 
 
@@ -142,19 +134,27 @@ def run_in_child(
     """Fork a confined process for one code; returns (result header, float64 bytes or None)."""
     n_fits = 1 if masks is None else masks.shape[0]
     expected = table.num_rows * n_fits * 8
-    result_r, result_w = os.pipe()
-    err_r, err_w = os.pipe()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        _child(code, table, masks, limits, result_w, err_w)
-    os.close(result_w)
-    os.close(err_w)
+    pid, result_r, err_r, start = _fork(code, table, masks, limits)
     out, err, status, usage, timed_out = _collect(pid, result_r, err_r, start + wall_seconds, expected)
     duration = time.monotonic() - start
     result, values = _classify(out, err, status, usage, timed_out, limits, wall_seconds, expected)
     result["duration_s"] = duration
     return result, values
+
+
+def _fork(
+    codes: str | list[str], table: pa.Table, masks: np.ndarray | None, limits: RunLimits
+) -> tuple[int, int, int, float]:
+    """Fork the confined run process; returns (pid, result pipe, stderr pipe, start time)."""
+    result_r, result_w = os.pipe()
+    err_r, err_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        _child(codes, table, masks, limits, result_w, err_w)
+    os.close(result_w)
+    os.close(err_w)
+    return pid, result_r, err_r, start
 
 
 def _child(
@@ -285,7 +285,7 @@ def _classify(
 
 
 def _next_frame(out: bytearray, offset: int, expected: int) -> tuple[dict[str, Any], bytes, int]:
-    """The frame starting at `offset` of a shared child's output, and where the next one starts."""
+    """The frame starting at `offset` of a run process's output, and where the next one starts."""
     if len(out) < offset + 12:
         raise ValueError("no result")
     json_len = int.from_bytes(out[offset : offset + 4], "little")
@@ -300,15 +300,10 @@ def _next_frame(out: bytearray, offset: int, expected: int) -> tuple[dict[str, A
 
 
 def _parse_result(out: bytearray, expected: int) -> tuple[dict[str, Any], bytes]:
-    if len(out) < 12:
-        raise ValueError("no result")
-    json_len, payload_len = int.from_bytes(out[0:4], "little"), int.from_bytes(out[4:12], "little")
-    if len(out) != 12 + json_len + payload_len:
+    header, data, end = _next_frame(out, 0, expected)
+    if end != len(out):
         raise ValueError("truncated or oversized result")
-    header = json.loads(out[12 : 12 + json_len])
-    if not isinstance(header, dict) or (header.get("ok") is True and payload_len != expected):
-        raise ValueError("malformed result")
-    return header, bytes(out[12 + json_len :])
+    return header, data
 
 
 def _fail(violation: str, reason: str) -> tuple[dict[str, Any], None]:

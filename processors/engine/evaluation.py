@@ -54,9 +54,9 @@ def _as_fits(cid: str, values: np.ndarray, plan: FoldPlan) -> np.ndarray:
     return np.where(np.isfinite(arr), arr, np.nan)
 
 
-def baseline_score(base: BaseMatrix, plan: FoldPlan, *, task: Task, seed: int, threads: int = 2) -> float:
+def baseline_score(base: BaseMatrix, plan: FoldPlan, *, task: Task, seed: int) -> float:
     """Mean raw-feature score over the confirm splits."""
-    trials = Trials(base, plan, {}, task, seed, threads, None)
+    trials = Trials(base, plan, {}, task, seed, None)
     return float(np.mean(trials.scores((), plan.split_indices("confirm"))))
 
 
@@ -128,7 +128,6 @@ def evaluate_round(
     task: Task,
     seed: int,
     deadline: float | None = None,
-    threads: int = 2,
     progress: Progress | None = None,
     categorical: Collection[str] = (),
     confirm_top: int = CONFIRM_TOP,
@@ -152,7 +151,7 @@ def evaluate_round(
     if partial and complete is None:
         raise ValueError("partial candidates need a `complete` callback to compute their other fold columns")
     pool = {c: _as_fits(c, v, plan) for c, v in {**selected, **candidates}.items()}
-    trials = Trials(base, plan, pool, task, seed, threads, deadline, frozenset(categorical))
+    trials = Trials(base, plan, pool, task, seed, deadline, frozenset(categorical))
     trials.partial = set(partial)
     if fit_cache is not None:
         trials.results = fit_cache

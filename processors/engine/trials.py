@@ -32,7 +32,6 @@ class Trials:
     pool: dict[str, np.ndarray]
     task: Task
     seed: int
-    threads: int
     deadline: float | None
     categorical: Collection[str] = ()
     results: dict[tuple[FeatureSet, int], FitResult] = field(default_factory=dict)

@@ -73,7 +73,7 @@ def test_each_split_uses_its_own_fit_column() -> None:
     base = prepare_base(df, "y", "regression")
     plan = plan_folds(base.y, "regression", seed=0)
     marker = np.tile(np.arange(plan.n_fits, dtype=np.float64), (plan.n_rows, 1))
-    trials = Trials(base, plan, {"m": marker}, "regression", 0, 1, None)
+    trials = Trials(base, plan, {"m": marker}, "regression", 0, None)
     for i in range(len(plan.splits)):
         request = trials.request((("m",), i))
         assert request.extra is not None
@@ -185,7 +185,7 @@ def test_a_lazy_fold_column_is_never_read_before_completion() -> None:
     base = prepare_base(df, "y", "regression")
     plan = plan_folds(base.y, "regression", seed=0)
     lazy = _lazy(_candidates(df, plan.n_fits)["a/b"], plan)
-    trials = Trials(base, plan, {"a/b": lazy}, "regression", 0, 1, None, partial={"a/b"})
+    trials = Trials(base, plan, {"a/b": lazy}, "regression", 0, None, partial={"a/b"})
     assert trials.request((("a/b",), plan.split_indices("screen")[0])).extra is not None
     with pytest.raises(RuntimeError, match="never computed"):
         trials.request((("a/b",), plan.split_indices("confirm")[0]))
