@@ -8,6 +8,7 @@ background from `warm_up()` so that a job does not wait for them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ class Workbench:
     _sandbox: Any = None
     _kb: Any = None
     _memo: dict[Any, Any] = field(default_factory=dict)
+    _background: dict[Any, tuple[threading.Thread, threading.Event]] = field(default_factory=dict)
 
     def memo(self, key: Any, build: Callable[[], Any]) -> Any:
         """Keep one derived object per key (e.g. a job's encoded matrix and fold plan)."""
@@ -46,6 +48,33 @@ class Workbench:
                 self._memo.clear()
             self._memo[key] = build()
         return self._memo[key]
+
+    def in_background(self, key: Any, work: Callable[[threading.Event], None]) -> None:
+        """Run `work(stop)` on a daemon thread; `wait_for(key)` sets `stop` and joins it.
+
+        Background work only prepares what a later reaction would otherwise compute
+        itself, so it must return soon once `stop` is set, and a failure is just logged.
+        """
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                work(stop)
+            except Exception:
+                log.warning("background work %r failed; it will be redone where it is needed", key, exc_info=True)
+
+        self.wait_for(key)
+        thread = threading.Thread(target=run, name=f"background-{key}", daemon=True)
+        self._background[key] = (thread, stop)
+        thread.start()
+
+    def wait_for(self, key: Any) -> None:
+        """Ask the background work under `key` to stop, and wait until it has."""
+        running = self._background.pop(key, None)
+        if running is not None:
+            thread, stop = running
+            stop.set()
+            thread.join()
 
     def frame(self, path: str) -> pl.DataFrame:
         if path not in self._frames:

@@ -4,7 +4,8 @@ Where an event is handled:
   JobRequested, JobRetried            -> schema
   SchemaAnalyzed                      -> research
   DomainResearched, RoundCompleted    -> planner
-  RoundStarted                        -> ideation
+  RoundStarted                        -> ideation (and evaluation: round 1 fits its baseline
+                                         in the background meanwhile)
   StageCompleted(ideation)            -> codegen
   StageCompleted(codegen)             -> execution
   StageCompleted(execution)           -> evaluation
@@ -15,4 +16,7 @@ from __future__ import annotations
 
 from processors.agents import codegen, evaluation, execution, ideation, planner, research, schema
 
-AGENTS = (schema, research, planner, ideation, codegen, execution, evaluation)
+# The local runtime gives each agent its new events in this order, pass after pass:
+# evaluation sees RoundStarted before ideation, so its background baseline fits start
+# before the round's candidates are proposed, generated and executed.
+AGENTS = (schema, research, planner, evaluation, ideation, codegen, execution)

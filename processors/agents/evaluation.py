@@ -1,5 +1,10 @@
 """Evaluation agent: LightGBM screening, paired significance tests and forward selection.
 
+When round 1 starts it fits the raw-feature baseline split by split on one fit worker
+in the background (`fit_baseline`), on the core that ideation, code generation and
+execution leave idle; the round's evaluation stops that work, finds its fits in the
+job's fit cache and fits the rest itself.
+
 Fitted candidates arrive with their screen-fold columns only (see the execution agent);
 the few that reach confirmation get their other fold columns computed here, in the
 sandbox, and a tool_result trace says so.
@@ -7,6 +12,7 @@ sandbox, and a tool_result trace says so.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,16 +23,16 @@ from commands.store import EventStore
 from commands.unit_of_work import Progress, Trace, load_feature, load_job
 from domain.envelope import Envelope
 from domain.feature import Feature, RecordEvaluation, RejectFeature, SelectFeature
-from domain.job import CompleteRound, CompleteStage, StageCompleted
+from domain.job import CompleteRound, CompleteStage, RoundStarted, StageCompleted
 from processors.agents.dataset import base_and_plan
 from processors.agents.planner import elapsed_seconds
 from processors.agents.sandboxing import run_codes
-from processors.engine import evaluate_round
+from processors.engine import evaluate_round, fit_baseline
 from processors.engine.evaluation import CONFIRM_TOP
 from processors.workbench import Workbench
 
 NAME = "evaluation"
-SUBSCRIBES = (StageCompleted,)
+SUBSCRIBES = (RoundStarted, StageCompleted)
 DEADLINE_SHARE = 0.9  # evaluation must finish within this share of the job budget
 # Follow-up rounds explore around features already kept and rarely add one (3 of 25 jobs
 # on the benchmark): they confirm fewer candidates than the first round (CONFIRM_TOP).
@@ -34,6 +40,8 @@ CONFIRM_TOP_FOLLOW_UP = 6
 
 
 def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
+    if isinstance(envelope.event, RoundStarted):
+        return _warm_baseline(envelope.event, store, bench)
     done: StageCompleted = envelope.event
     if done.stage != "execution":
         return []
@@ -41,6 +49,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     if job is None or job.terminal or (done.round, "evaluation") in job.stages_done:
         return []
     frame, base, plan = base_and_plan(job, bench)
+    bench.wait_for(("baseline", job.job_id))
     names: dict[str, str] = {}
     features: dict[str, Feature] = {}
     candidates = {}
@@ -108,7 +117,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         progress=progress,
         partial=partial,
         complete=complete,
-        fit_cache=bench.memo(("fits", job.job_id, job.request.seed), dict),
+        fit_cache=_fit_cache(bench, job.job_id, job.request.seed),
         confirm_top=CONFIRM_TOP if done.round == 1 else CONFIRM_TOP_FOLLOW_UP,
     )
     out += [Trace(job.job_id, NAME, "tool_result", message) for message in completions]
@@ -163,6 +172,34 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         )
     )
     return out
+
+
+def _fit_cache(bench: Workbench, job_id: str, seed: int) -> dict[Any, Any]:
+    return bench.memo(("fits", job_id, seed), dict)  # type: ignore[no-any-return]
+
+
+def _warm_baseline(started: RoundStarted, store: EventStore, bench: Workbench) -> list[Any]:
+    """Round 1: fit the raw-feature baseline on every split while the candidates are made."""
+    job = load_job(store, started.job_id)
+    if started.round != 1 or job is None or job.terminal or job.schema is None:
+        return []
+    _, base, plan = base_and_plan(job, bench)
+    cache = _fit_cache(bench, job.job_id, job.request.seed)
+    seed = job.request.seed
+
+    def work(stop: threading.Event) -> None:
+        fit_baseline(base, plan, task=base.task, seed=seed, fit_cache=cache, stop=stop)
+
+    bench.in_background(("baseline", job.job_id), work)
+    return [
+        Trace(
+            job.job_id,
+            NAME,
+            "tool_call",
+            f"fit_baseline(raw features, {len(plan.splits)} splits) on one fit worker in the background, "
+            "while round 1's candidates are made; evaluation fits what is left",
+        )
+    ]
 
 
 def _num(value: Any) -> float | None:

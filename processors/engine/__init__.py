@@ -30,6 +30,10 @@ LightGBM fits run on worker processes (``pool``, ``AFEP_ENGINE_WORKERS``).
 
 ``baseline_score(base, plan, *, task, seed) -> float``
     Raw-feature score (mean over confirm splits).
+
+``fit_baseline(base, plan, *, task, seed, fit_cache) -> int``
+    Fit the raw features on every split into ``fit_cache`` (the dict later passed to
+    ``evaluate_round``), ahead of the round that needs them.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from processors.engine.evaluation import CandidateShapeError, baseline_score, evaluate_round
+    from processors.engine.evaluation import CandidateShapeError, baseline_score, evaluate_round, fit_baseline
     from processors.engine.folds import FoldPlan, plan_folds
     from processors.engine.matrix import BaseMatrix, EngineInputError, prepare_base
     from processors.engine.report import CandidateResult, RoundReport
@@ -54,6 +58,7 @@ _HOME = {
     "RoundReport": "report",
     "baseline_score": "evaluation",
     "evaluate_round": "evaluation",
+    "fit_baseline": "evaluation",
     "plan_folds": "folds",
     "prepare_base": "matrix",
 }
@@ -67,6 +72,7 @@ __all__ = [
     "RoundReport",
     "baseline_score",
     "evaluate_round",
+    "fit_baseline",
     "plan_folds",
     "prepare_base",
 ]

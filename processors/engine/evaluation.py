@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
@@ -58,6 +59,31 @@ def baseline_score(base: BaseMatrix, plan: FoldPlan, *, task: Task, seed: int) -
     """Mean raw-feature score over the confirm splits."""
     trials = Trials(base, plan, {}, task, seed, None)
     return float(np.mean(trials.scores((), plan.split_indices("confirm"))))
+
+
+def fit_baseline(
+    base: BaseMatrix,
+    plan: FoldPlan,
+    *,
+    task: Task,
+    seed: int,
+    fit_cache: dict[tuple[FeatureSet, int], FitResult],
+    stop: threading.Event | None = None,
+) -> int:
+    """Fit the raw features on each split into `fit_cache`, one fit at a time, until `stop` is set.
+
+    These are the first fits a job's first `evaluate_round` (given the same cache)
+    needs. Done ahead on one fit worker, they use the core that generating and
+    executing candidates leaves idle; `evaluate_round` fits whatever is missing.
+    Returns the number of new fits.
+    """
+    trials = Trials(base, plan, {}, task, seed, None)
+    trials.results = fit_cache
+    for split in range(len(plan.splits)):
+        if stop is not None and stop.is_set():
+            break
+        trials.run([((), split)])
+    return trials.n_fits
 
 
 def _valid_fraction(plan: FoldPlan) -> float:

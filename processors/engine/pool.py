@@ -58,7 +58,8 @@ class _Rejected(Exception):
 
 class _Worker:
     def __init__(self) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+        # one thread everywhere: OpenMP for LightGBM, and OpenBLAS, whose idle threads poll
+        env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", OPENBLAS_NUM_THREADS="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "processors.engine.fit_worker"],
@@ -112,6 +113,7 @@ class FitPool:
         self.size = max(0, workers)
         self._workers: list[_Worker | None] = [None] * self.size
         self._local = threading.Lock()  # in-process fits: one at a time
+        self._busy = threading.Lock()  # one fit_many at a time: each worker's pipe has one driver
         self.fallbacks = 0
 
     def start(self) -> None:
@@ -130,8 +132,14 @@ class FitPool:
     ) -> list[FitResult]:
         if not requests:
             return []
-        if self.size == 0:
-            return [self._fit_here(x, y, r, task, seed) for r in requests]
+        with self._busy:
+            if self.size == 0:
+                return [self._fit_here(x, y, r, task, seed) for r in requests]
+            return self._fit_many(key, x, y, requests, task, seed)
+
+    def _fit_many(
+        self, key: str, x: np.ndarray, y: np.ndarray, requests: Sequence[FitRequest], task: Task, seed: int
+    ) -> list[FitResult]:
         results: list[FitResult | None] = [None] * len(requests)
         errors: list[BaseException] = []
         todo: queue.SimpleQueue[int] = queue.SimpleQueue()

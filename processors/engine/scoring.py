@@ -113,6 +113,9 @@ def fit_and_score(job: FitJob, task: Task, seed: int, threads: int = 1) -> FitRe
         num_boost_round=MAX_ROUNDS,
         valid_sets=[valid],
         callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+        # the default (False) round-trips the model through its text form after training:
+        # a fifth of a small fit's time, for a booster that is used once and dropped
+        keep_training_booster=True,
     )
     best = model.best_iteration or model.current_iteration()
     raw = np.asarray(model.predict(job.x[job.valid_idx], num_iteration=best, raw_score=True))

@@ -161,3 +161,17 @@ def test_is_generated_recognises_only_this_generators_exact_code(spec: FeatureSp
     assert not is_generated(spec_json, code.replace("def feature", "def feature_"))
     assert not is_generated("{not json", code)
     assert not is_generated(json.dumps({"op": "no_such_op", "columns": ["a"]}), code)
+
+
+def test_sql_is_parsed_once_per_shape_and_still_rejects_bad_sql() -> None:
+    import sqlglot
+
+    from processors.codegen import _check_shape, _check_sql
+
+    _check_shape.cache_clear()
+    generate_code(FeatureSpec("ratio", ("a b", "c")))
+    generate_code(FeatureSpec("ratio", ('we"ird', "c")))  # a quote inside a name: escaped, same shape
+    assert _check_shape.cache_info().misses == 1
+    assert _check_shape.cache_info().hits == 1
+    with pytest.raises(sqlglot.errors.ParseError):
+        _check_sql('SELECT CAST("a" AS DOUBLE + FROM data')

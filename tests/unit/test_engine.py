@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from processors.engine import evaluate_round, plan_folds, prepare_base
+from processors.engine import evaluate_round, fit_baseline, plan_folds, prepare_base
 from processors.engine.statistics import benjamini_hochberg, corrected_paired_test
 from processors.engine.trials import Trials
 
@@ -118,6 +118,34 @@ def test_same_seed_same_report() -> None:
     assert first.candidates == second.candidates
     assert first.baseline_fold_scores == second.baseline_fold_scores
     assert first.newly_selected == second.newly_selected
+
+
+def test_baseline_fitted_ahead_gives_the_same_report_with_fewer_fits() -> None:
+    df = _table("classification", n=400)
+    base = prepare_base(df, "y", "classification", "1")
+    plan = plan_folds(base.y, "classification", seed=7)
+    cands = _candidates(df, plan.n_fits)
+    cache: dict = {}
+    assert fit_baseline(base, plan, task="classification", seed=7, fit_cache=cache) == len(plan.splits)
+    assert set(cache) == {((), s) for s in range(len(plan.splits))}
+    ahead = evaluate_round(base, plan, cands, {}, task="classification", seed=7, fit_cache=cache)
+    cold = evaluate_round(base, plan, cands, {}, task="classification", seed=7)
+    assert ahead.candidates == cold.candidates
+    assert ahead.baseline_fold_scores == cold.baseline_fold_scores
+    assert fit_baseline(base, plan, task="classification", seed=7, fit_cache=cache) == 0  # all cached
+
+
+def test_baseline_fitting_stops_when_asked() -> None:
+    import threading
+
+    df = _table("regression", n=300)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    stop = threading.Event()
+    stop.set()
+    cache: dict = {}
+    assert fit_baseline(base, plan, task="regression", seed=0, fit_cache=cache, stop=stop) == 0
+    assert cache == {}
 
 
 def test_selected_features_form_the_next_baseline() -> None:

@@ -84,3 +84,27 @@ def test_interim_commits_survive_a_crash_and_are_not_redone(tmp_path: Path) -> N
     messages = [e.event.message for e in store.read_all() if e.event_type == "AgentTraced"]
     assert messages == ["chunk of attempt 1", "chunk of attempt 2"]
     assert store.tracking_position("slow") > 0
+
+
+def test_background_work_is_stopped_and_joined_and_its_failure_only_logged(tmp_path: Path, caplog: Any) -> None:
+    import threading
+
+    bench = Workbench(tmp_path / "datasets", tmp_path / "artifacts")
+    started, seen_stop = threading.Event(), []
+
+    def patient(stop: threading.Event) -> None:
+        started.set()
+        seen_stop.append(stop.wait(timeout=30))
+
+    bench.in_background("job-1", patient)
+    assert started.wait(timeout=5)
+    bench.wait_for("job-1")  # sets stop, then joins: returns at once, not after 30 s
+    assert seen_stop == [True]
+    bench.wait_for("job-1")  # nothing left under that key
+
+    def broken(stop: threading.Event) -> None:
+        raise RuntimeError("boom")
+
+    bench.in_background("job-2", broken)
+    bench.wait_for("job-2")
+    assert "background work 'job-2' failed" in caplog.text
