@@ -23,6 +23,13 @@ def job_stream(job_id: str) -> str:
 # ---------------------------------------------------------------- commands
 
 
+# One round unless asked for more. Measured on the benchmark (25 dataset x seed runs): a
+# second round, exploring around the features the first kept, added a feature in 2 runs,
+# one better and one worse on held-out data; pooled quality was the same (+4.88% against
+# +4.96%) and jobs took about a quarter less time.
+DEFAULT_MAX_ROUNDS = 1
+
+
 @dataclass(frozen=True)
 class RequestJob:
     job_id: str

@@ -20,7 +20,7 @@ from rich.console import Console
 from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.errors import DomainError
-from domain.job import RequestJob, RetryJob
+from domain.job import DEFAULT_MAX_ROUNDS, RequestJob, RetryJob
 from gateway.settings import Settings
 from processors.profiling import InputError
 
@@ -61,7 +61,7 @@ def run(
     table: Annotated[str | None, typer.Option(help="table name for database URIs")] = None,
     max_rounds: Annotated[
         int, typer.Option(help="rounds at most (a second round explores around what the first kept)")
-    ] = 2,
+    ] = DEFAULT_MAX_ROUNDS,
     max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = 200,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
     apply_to: Annotated[

@@ -30,7 +30,7 @@ class JobRequest(BaseModel):
     task: str = Field(default="auto", pattern="^(auto|classification|regression)$")
     budget_seconds: float = Field(default=600.0, gt=0)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    max_rounds: int = Field(default=2, ge=1, le=100)
+    max_rounds: int = Field(default=job.DEFAULT_MAX_ROUNDS, ge=1, le=100)
     max_candidates: int = Field(default=50, ge=1, le=10_000)
     job_id: str | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
 
