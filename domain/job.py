@@ -26,7 +26,7 @@ def job_stream(job_id: str) -> str:
 # One round unless asked for more. Measured on the benchmark (25 dataset x seed runs): a
 # second round, exploring around the features the first kept, added a feature in 2 runs,
 # one better and one worse on held-out data; pooled quality was the same (+4.88% against
-# +4.96%) and jobs took about a quarter less time.
+# +4.96%) and the 25 jobs took 250 s instead of 286 s.
 DEFAULT_MAX_ROUNDS = 1
 
 
