@@ -97,15 +97,20 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     def progress(stage: str, done_count: int, total: int) -> None:
         bench.emit([Progress(job.job_id, NAME, stage, done_count, total, f"{stage} {done_count}/{total}")])
 
-    out: list[Any] = [
-        Trace(
-            job.job_id,
-            NAME,
-            "tool_call",
-            f"evaluate_round({len(candidates)} candidates, {len(selected)} already selected, "
-            f"{len(plan.splits)} splits, {remaining:.0f} s left)",
-        )
-    ]
+    # committed now, not with the round's results: a live feed (and a replay) shows the call
+    # when it starts; the round's decisions follow when it ends
+    bench.emit(
+        [
+            Trace(
+                job.job_id,
+                NAME,
+                "tool_call",
+                f"evaluate_round({len(candidates)} candidates, {len(selected)} already selected, "
+                f"{len(plan.splits)} splits, {remaining:.0f} s left)",
+            )
+        ]
+    )
+    out: list[Any] = []
     report = evaluate_round(
         base,
         plan,
