@@ -110,7 +110,6 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             )
         ]
     )
-    out: list[Any] = []
     report = evaluate_round(
         base,
         plan,
@@ -125,7 +124,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         fit_cache=_fit_cache(bench, job.job_id, job.request.seed),
         confirm_top=CONFIRM_TOP if done.round == 1 else CONFIRM_TOP_FOLLOW_UP,
     )
-    out += [Trace(job.job_id, NAME, "tool_result", message) for message in completions]
+    out: list[Any] = [Trace(job.job_id, NAME, "tool_result", message) for message in completions]
     evaluated: list[Any] = []
     rejected: list[Any] = []
     selected_now: list[Any] = []

@@ -120,7 +120,7 @@ def test_same_seed_same_report() -> None:
     assert first.newly_selected == second.newly_selected
 
 
-def test_baseline_fitted_ahead_gives_the_same_report_with_fewer_fits() -> None:
+def test_baseline_fitted_ahead_gives_the_same_report() -> None:
     df = _table("classification", n=400)
     base = prepare_base(df, "y", "classification", "1")
     plan = plan_folds(base.y, "classification", seed=7)
