@@ -126,7 +126,6 @@ def _confirm(
     alive = list(order)
     done: list[int] = []
     for b, block in enumerate(blocks):
-        trials.run([(baseline, s) for s in block])
         done = [*done, *block]
         for start in range(0, len(alive), chunk):
             if trials.out_of_time():
@@ -134,7 +133,9 @@ def _confirm(
                     skipped.extend(alive[start:])
                 break
             batch = alive[start : start + chunk]
-            trials.run([((*baseline, c), s) for c in batch for s in block])
+            # the stage's baseline fits go with its first batch: no wait for them alone
+            first = [(baseline, s) for s in block] if start == 0 else []
+            trials.run([*first, *(((*baseline, c), s) for c in batch for s in block)])
             for c in batch:
                 diffs[c] = trials.diffs((*baseline, c), baseline, done)
             if progress and b == 0:

@@ -56,6 +56,9 @@ def main() -> None:
     protocol_fd = os.dup(1)
     os.dup2(2, 1)  # C++ log lines (LightGBM warnings) must not land in the protocol stream
     serve(Connection(0, writable=False), Connection(protocol_fd, readable=False))
+    # Nothing to flush or clean up: skip the interpreter's teardown of numpy and LightGBM
+    # (0.05-0.1 s the parent would wait for at the end of every `afep run`).
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -96,9 +96,14 @@ class _Worker:
         result: FitResult = payload
         return result
 
-    def close(self) -> None:
+    def hang_up(self) -> None:
+        """Close the pipes: the worker reads EOF and exits."""
         for conn in (self.outbox, self.inbox):
-            conn.close()
+            if not conn.closed:
+                conn.close()
+
+    def close(self) -> None:
+        self.hang_up()
         try:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -190,10 +195,12 @@ class FitPool:
             return fit_and_score(job, task, seed)
 
     def close(self) -> None:
-        for i, worker in enumerate(self._workers):
-            if worker is not None:
-                worker.close()
-                self._workers[i] = None
+        workers = [w for w in self._workers if w is not None]
+        self._workers = [None] * self.size
+        for worker in workers:  # all hang up first, so they exit side by side
+            worker.hang_up()
+        for worker in workers:
+            worker.close()
 
 
 def default_workers() -> int:
@@ -219,3 +226,9 @@ def shared_pool() -> FitPool:
             _shared = FitPool(default_workers())
             atexit.register(_shared.close)
         return _shared
+
+
+def close_shared_pool() -> None:
+    """Stop the process-wide pool's workers now and wait for them (if it was ever started)."""
+    if _shared is not None:
+        _shared.close()

@@ -100,3 +100,17 @@ def test_the_worker_imports_lightgbm_without_scikit_learn() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_close_hangs_up_on_every_worker_and_waits_for_its_clean_exit() -> None:
+    pool = FitPool(2)
+    x, y, requests = _problem("regression")
+    pool.fit_many("k", x, y, requests[:2], "regression", 0)
+    processes = [w.process for w in pool._workers if w is not None]
+    assert len(processes) == 2
+    pool.close()
+    assert [p.returncode for p in processes] == [0, 0]  # exited on EOF, not killed after the grace time
+    assert pool._workers == [None, None]
+    # a closed pool starts new workers when asked again
+    assert len(pool.fit_many("k", x, y, requests[:1], "regression", 0)) == 1
+    pool.close()
