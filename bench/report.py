@@ -346,4 +346,28 @@ def side_results(results_dir: Path = Path(__file__).resolve().parent / "results"
             f"| GET /api/v1/features, concurrency {listing['concurrency']} | {listing['requests_per_s']} req/s |",
             "",
         ]
+    floor = results_dir / "floor.json"
+    if floor.exists():
+        r = json.loads(floor.read_text())
+
+        def s(x: float | None) -> str:
+            return "—" if x is None else f"{x:.2f}"
+
+        L += [
+            "## Least time of a job (`python -m bench.floor`)",
+            "",
+            "`afep run --max-candidates 1` on the same splits, as the benchmark runs it (start-up and `--apply` "
+            "included): the least work a job can do. Where it is above a quarter of OpenFE's time, no engine "
+            "setting can bring AFEP within that target on this machine. Mean seconds per run, "
+            f"seeds {r['rows'][0]['seeds'] if r['rows'] else '—'}, on {r['machine']['cpu']}.",
+            "",
+            "| dataset | one-candidate job wall s | its CPU s | full AFEP wall s | OpenFE wall s | ¼ of OpenFE s |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {row['dataset']} | {s(row['floor_wall_s'])} | {s(row['floor_cpu_s'])} | {s(row['afep_wall_s'])} "
+                f"| {s(row['openfe_wall_s'])} | {s(row['quarter_openfe_s'])} |"
+                for row in r["rows"]
+            ),
+            "",
+        ]
     return L
