@@ -264,8 +264,20 @@ def main(argv: list[str] | None = None) -> int:
     cache = records.latest(args.results, protocol.PROTOCOL)
     fresh: set[records.Key] = set()
     notes: dict[str, str] = {}
+    last_run = args.results / "last_run.json"
+    if args.render_only and last_run.exists():
+        # rendering again (e.g. after bench.scale / bench.floor): the header and the *source*
+        # column still describe the run that made the records, not this re-rendering
+        last = json.loads(last_run.read_text())
+        started, command, machine = last["started"], last["command"], last["machine"]
+        fresh = {(e, d, int(s)) for e, d, s in last["fresh"]}
 
     def write_doc() -> None:
+        if not args.render_only:
+            args.results.mkdir(parents=True, exist_ok=True)
+            last_run.write_text(
+                json.dumps({"started": started, "command": command, "machine": machine, "fresh": sorted(fresh)})
+            )
         # Show every engine that was selected or has records for this selection (so a quick
         # `--engines afep` run still reports against the cached baselines).
         shown = [

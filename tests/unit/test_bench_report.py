@@ -1,0 +1,58 @@
+"""The benchmark report: side results (floor) and re-rendering without losing the run's header."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import protocol
+from bench.report import side_results
+from bench.run import main as bench_main
+
+
+def test_the_floor_table_compares_a_one_candidate_job_with_a_quarter_of_openfe(tmp_path: Path) -> None:
+    row = {
+        "dataset": "concrete",
+        "seeds": [0, 1],
+        "floor_wall_s": 3.28,
+        "floor_cpu_s": 5.19,
+        "afep_wall_s": 7.4,
+        "openfe_wall_s": 9.44,
+        "quarter_openfe_s": 2.36,
+    }
+    floor = {"command": "python -m bench.floor", "machine": {"cpu": "Test CPU, 2 logical cores"}, "rows": [row]}
+    (tmp_path / "floor.json").write_text(json.dumps(floor))
+    text = "\n".join(side_results(tmp_path))
+    assert "## Least time of a job" in text
+    assert "| concrete | 3.28 | 5.19 | 7.40 | 9.44 | 2.36 |" in text
+    assert "Test CPU" in text
+
+
+def test_render_only_keeps_the_command_and_sources_of_the_run_that_made_the_records(tmp_path: Path) -> None:
+    record = {
+        "engine": "raw",
+        "dataset": "concrete",
+        "seed": 0,
+        "task": "regression",
+        "metric": "rmse",
+        "protocol": protocol.PROTOCOL,
+        "created_at": "2026-11-26T10:00:00+00:00",
+        "n_train": 824,
+        "n_test": 206,
+        "n_raw_columns": 8,
+        "status": "ok",
+        "score": 4.9,
+        "best_iteration": 100,
+    }
+    (tmp_path / "raw.jsonl").write_text(json.dumps(record) + "\n")
+    machine = {"cpu": "Run CPU, 2 logical cores", "memory": "1 GiB", "os": "x", "python": "3", "packages": "", "git": "abc"}
+    last = {"started": "2026-11-26T09:00:00+00:00", "command": "make bench (the real run)", "machine": machine}
+    (tmp_path / "last_run.json").write_text(json.dumps({**last, "fresh": [["raw", "concrete", 0]]}))
+    doc = tmp_path / "doc.md"
+    argv = ["--datasets", "concrete", "--seeds", "0", "--engines", "afep", "--results", str(tmp_path)]
+    bench_main([*argv, "--doc", str(doc), "--render-only"])
+    text = doc.read_text()
+    assert "make bench (the real run)" in text and "Run CPU" in text
+    assert "--render-only" not in text.split("## Protocol")[0]
+    # a render-only call does not overwrite what the last real run recorded
+    assert json.loads((tmp_path / "last_run.json").read_text())["command"] == "make bench (the real run)"
