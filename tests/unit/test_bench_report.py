@@ -45,7 +45,14 @@ def test_render_only_keeps_the_command_and_sources_of_the_run_that_made_the_reco
         "best_iteration": 100,
     }
     (tmp_path / "raw.jsonl").write_text(json.dumps(record) + "\n")
-    machine = {"cpu": "Run CPU, 2 logical cores", "memory": "1 GiB", "os": "x", "python": "3", "packages": "", "git": "abc"}
+    machine = {
+        "cpu": "Run CPU, 2 logical cores",
+        "memory": "1 GiB",
+        "os": "x",
+        "python": "3",
+        "packages": "",
+        "git": "abc",
+    }
     last = {"started": "2026-11-26T09:00:00+00:00", "command": "make bench (the real run)", "machine": machine}
     (tmp_path / "last_run.json").write_text(json.dumps({**last, "fresh": [["raw", "concrete", 0]]}))
     doc = tmp_path / "doc.md"
