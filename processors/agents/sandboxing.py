@@ -6,7 +6,9 @@ chunk per confined process; any other code gets a process per code.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,12 +26,48 @@ def run_codes(
     fits: Sequence[np.ndarray] | None,
     on_chunk: Callable[[list[tuple[Feature, Any]]], None],
 ) -> None:
-    """Run each feature's code over `data` (Arrow) for `fits`; `on_chunk` gets (feature, result) pairs."""
+    """Run each feature's code over `data` (Arrow) for `fits`; `on_chunk` gets (feature, result) pairs.
+
+    Pipelined: the sandbox computes the next chunk while `on_chunk` records this one
+    (artifacts, events), so neither waits for the other. `on_chunk` is called in order,
+    on the caller's thread.
+    """
     own = {f.feature_id for f in features if f.code and is_generated(f.proposal.spec_json, f.code.code)}
-    for shared in (True, False):
-        group = [f for f in features if (f.feature_id in own) == shared]
-        for start in range(0, len(group), CHUNK):
-            chunk = group[start : start + CHUNK]
-            codes = [f.code.code for f in chunk if f.code is not None]
-            results = sandbox.run_batch(codes, data, None if fits is None else list(fits), shared_process=shared)
-            on_chunk(list(zip(chunk, results, strict=True)))
+    masks = None if fits is None else list(fits)
+    chunks = [
+        (group[start : start + CHUNK], shared)
+        for shared in (True, False)
+        for group in [[f for f in features if (f.feature_id in own) == shared]]
+        for start in range(0, len(group), CHUNK)
+    ]
+
+    def run(chunk: list[Feature], shared: bool) -> list[Any]:
+        codes = [f.code.code for f in chunk if f.code is not None]
+        results: list[Any] = sandbox.run_batch(codes, data, masks, shared_process=shared)
+        return results
+
+    previous: tuple[list[Feature], Future[list[Any]]] | None = None
+    for chunk, shared in chunks:
+        current = (chunk, _ahead().submit(run, chunk, shared))
+        if previous is not None:
+            on_chunk(list(zip(previous[0], previous[1].result(), strict=True)))
+        previous = current
+    if previous is not None:
+        on_chunk(list(zip(previous[0], previous[1].result(), strict=True)))
+
+
+_AHEAD: ThreadPoolExecutor | None = None
+_AHEAD_LOCK = threading.Lock()
+
+
+def _ahead() -> ThreadPoolExecutor:
+    """One long-lived thread that drives the sandbox for `run_codes`.
+
+    Long-lived because a sandbox worker (re)started from it dies with the thread that
+    started it (PR_SET_PDEATHSIG), and one thread because chunks must run in order.
+    """
+    global _AHEAD
+    with _AHEAD_LOCK:
+        if _AHEAD is None:
+            _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-ahead")
+        return _AHEAD

@@ -247,8 +247,11 @@ def _evaluate(
     else:
         screen = plan.split_indices("screen")
         oof = trials.oof_raw(baseline, screen)
+        # the joint models fit on the workers while this thread runs the residual screen
+        joint = trials.run_in_background([((*baseline, *live), s) for s in screen])
         gains = screen_candidates(plan, task, base.y, oof, live, pool, categorical)
-        shares = joint_importance(trials, baseline, live)
+        joint.join()
+        shares = joint_importance(trials, baseline, live)  # fits what the background run did not
         for c, g, share in zip(live, gains, shares, strict=True):
             outcomes[c].screen_gain = float(g)
             outcomes[c].importance_share = float(share)

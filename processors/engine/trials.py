@@ -7,6 +7,8 @@ its values with statistics fitted on that split's training rows only.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -19,6 +21,7 @@ from processors.engine.matrix import BaseMatrix
 from processors.engine.pool import FitPool, FitRequest, shared_pool
 from processors.engine.scoring import FitResult, Task, lift_of
 
+log = logging.getLogger(__name__)
 FeatureSet = tuple[str, ...]
 Progress = Callable[[str, int, int], None]
 
@@ -75,6 +78,23 @@ class Trials:
         for key, result in zip(todo, fitted, strict=True):
             self.results[key] = result
         self.n_fits += len(todo)
+
+    def run_in_background(self, keys: Sequence[tuple[FeatureSet, int]]) -> threading.Thread:
+        """`run(keys)` on a thread, so the caller can compute meanwhile; join it before reading.
+
+        An error there is not raised: the fits are missing afterwards, and the caller's
+        next `run` of the same keys fits them again and raises it.
+        """
+
+        def work() -> None:
+            try:
+                self.run(keys)
+            except Exception:  # repeated, and raised, by the caller's own run
+                log.debug("background fits failed; they are fitted again in the caller", exc_info=True)
+
+        thread = threading.Thread(target=work, name="fits-ahead", daemon=True)
+        thread.start()
+        return thread
 
     def scores(self, features: FeatureSet, splits: Sequence[int]) -> np.ndarray:
         self.run([(features, s) for s in splits])

@@ -148,6 +148,22 @@ def test_baseline_fitting_stops_when_asked() -> None:
     assert cache == {}
 
 
+def test_fits_run_in_background_land_in_the_cache_and_failures_resurface_in_the_caller() -> None:
+    df = _table("regression", n=300)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    cands = _candidates(df, plan.n_fits)
+    trials = Trials(base, plan, dict(cands), "regression", 0, None)
+    keys = [(("a/b",), s) for s in plan.split_indices("screen")]
+    trials.run_in_background(keys).join()
+    assert all(k in trials.results for k in keys) and trials.n_fits == len(keys)
+    bad = [(("no_such_candidate",), 0)]
+    trials.run_in_background(bad).join()  # swallowed there ...
+    assert bad[0] not in trials.results
+    with pytest.raises(KeyError):  # ... and raised by the caller's own run
+        trials.run(bad)
+
+
 def test_selected_features_form_the_next_baseline() -> None:
     df = _table("regression", n=400)
     base = prepare_base(df, "y", "regression")

@@ -1,0 +1,57 @@
+"""run_codes: chunks reach the recorder in order, each with its own results, while the next one runs."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from processors.agents import sandboxing
+
+
+class FakeSandbox:
+    """Answers each code with its own text; the second batch tells the test that it started."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.second_started = threading.Event()
+
+    def run_batch(self, codes: list[str], data: Any, fits: Any, *, shared_process: bool) -> list[str]:
+        self.batches.append(list(codes))
+        if len(self.batches) == 2:
+            self.second_started.set()
+        return [f"result of {c}" for c in codes]
+
+
+def _features(n: int) -> list[Any]:
+    return [
+        SimpleNamespace(
+            feature_id=f"f{i}", code=SimpleNamespace(code=f"code {i}"), proposal=SimpleNamespace(spec_json="{}")
+        )
+        for i in range(n)
+    ]
+
+
+def test_chunks_are_recorded_in_order_while_the_sandbox_runs_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandboxing, "CHUNK", 3)
+    sandbox, seen = FakeSandbox(), []
+
+    def record(chunk: list[tuple[Any, str]]) -> None:
+        if not seen:  # the first chunk's recording overlaps the second chunk's run
+            assert sandbox.second_started.wait(timeout=10)
+        seen.extend((f.feature_id, result) for f, result in chunk)
+
+    sandboxing.run_codes(sandbox, _features(8), data=None, fits=None, on_chunk=record)
+    assert [len(b) for b in sandbox.batches] == [3, 3, 2]
+    assert seen == [(f"f{i}", f"result of code {i}") for i in range(8)]
+
+
+def test_an_error_in_the_sandbox_reaches_the_caller() -> None:
+    class Broken(FakeSandbox):
+        def run_batch(self, codes: list[str], data: Any, fits: Any, *, shared_process: bool) -> list[str]:
+            raise RuntimeError("sandbox gone")
+
+    with pytest.raises(RuntimeError, match="sandbox gone"):
+        sandboxing.run_codes(Broken(), _features(2), data=None, fits=None, on_chunk=lambda chunk: None)
