@@ -319,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             pending = [e for e in todo if not usable((e, name, seed))]
             raw_key = ("raw", name, seed)
             if args.render_only:
-                if pending:
-                    print(f"[bench] {name} seed {seed}: no record for {', '.join(pending)} (--render-only)", flush=True)
+                missing = [e for e in todo if cache.get((e, name, seed), {}).get("status") != "ok"]
+                if missing:
+                    print(f"[bench] {name} seed {seed}: no record for {', '.join(missing)} (--render-only)", flush=True)
                 continue
             if not pending and usable(raw_key):
                 print(f"[bench] {name} seed {seed}: all cached", flush=True)
