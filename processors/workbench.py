@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ class Workbench:
     _kb: Any = None
     _memo: dict[Any, Any] = field(default_factory=dict)
     _background: dict[Any, tuple[threading.Thread, threading.Event]] = field(default_factory=dict)
+    _sandbox_driver: ThreadPoolExecutor | None = None
 
     def memo(self, key: Any, build: Callable[[], Any]) -> Any:
         """Keep one derived object per key (e.g. a job's encoded matrix and fold plan)."""
@@ -90,6 +92,16 @@ class Workbench:
             self._sandbox = Sandbox(SandboxLimits(**self.sandbox_options))  # type: ignore[arg-type]
         return self._sandbox
 
+    def sandbox_driver(self) -> ThreadPoolExecutor:
+        """One long-lived thread that drives the sandbox while an agent records results.
+
+        Long-lived because a sandbox worker (re)started from a thread dies with that
+        thread (PR_SET_PDEATHSIG), and one thread because chunks must run in order.
+        """
+        if self._sandbox_driver is None:
+            self._sandbox_driver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-driver")
+        return self._sandbox_driver
+
     def warm_up(self) -> None:
         """Start the LightGBM fit workers and the sandbox worker now, without waiting for them.
 
@@ -134,6 +146,9 @@ class Workbench:
         return values  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        if self._sandbox_driver is not None:
+            self._sandbox_driver.shutdown(wait=True, cancel_futures=True)
+            self._sandbox_driver = None
         if self._sandbox is not None:
             self._sandbox.close()
             self._sandbox = None

@@ -84,7 +84,8 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
                 else:
                     failures.append(f"{feature.proposal.name}: {result.reason}")
 
-        run_codes(bench.sandbox(), todo, frame.select(columns).to_arrow(), [plan.fits[i] for i in lazy], take)
+        data = frame.select(columns).to_arrow()
+        run_codes(bench.sandbox(), todo, data, [plan.fits[i] for i in lazy], take, driver=bench.sandbox_driver())
         completions.append(
             f"computed {len(todo)} fitted candidates on {len(lazy)} more folds in the sandbox "
             f"in {time.monotonic() - started:.1f} s" + (f"; failed: {'; '.join(failures)}" if failures else "")

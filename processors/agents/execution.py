@@ -63,7 +63,14 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
 
     for fitted in (False, True):
         group = [f for f in todo if bool(f.code and f.code.fitted) == fitted]
-        run_codes(sandbox, group, data, eager if fitted else None, lambda chunk, fitted=fitted: record(chunk, fitted))
+        run_codes(
+            sandbox,
+            group,
+            data,
+            eager if fitted else None,
+            lambda chunk, fitted=fitted: record(chunk, fitted),
+            driver=bench.sandbox_driver(),
+        )
     failed = state["failed"]
     seconds = time.monotonic() - started
     order = {fid: i for i, fid in enumerate(done.feature_ids)}

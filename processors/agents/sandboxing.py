@@ -6,9 +6,8 @@ chunk per confined process; any other code gets a process per code.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,14 @@ def run_codes(
     data: Any,
     fits: Sequence[np.ndarray] | None,
     on_chunk: Callable[[list[tuple[Feature, Any]]], None],
+    *,
+    driver: Executor,
 ) -> None:
     """Run each feature's code over `data` (Arrow) for `fits`; `on_chunk` gets (feature, result) pairs.
 
-    Pipelined: the sandbox computes the next chunk while `on_chunk` records this one
-    (artifacts, events), so neither waits for the other. `on_chunk` is called in order,
-    on the caller's thread.
+    Pipelined: `driver` (one long-lived thread, `Workbench.sandbox_driver`) has the sandbox
+    compute the next chunk while `on_chunk` records this one (artifacts, events), so
+    neither waits for the other. `on_chunk` is called in order, on the caller's thread.
     """
     own = {f.feature_id for f in features if f.code and is_generated(f.proposal.spec_json, f.code.code)}
     masks = None if fits is None else list(fits)
@@ -48,26 +49,9 @@ def run_codes(
 
     previous: tuple[list[Feature], Future[list[Any]]] | None = None
     for chunk, shared in chunks:
-        current = (chunk, _ahead().submit(run, chunk, shared))
+        current = (chunk, driver.submit(run, chunk, shared))
         if previous is not None:
             on_chunk(list(zip(previous[0], previous[1].result(), strict=True)))
         previous = current
     if previous is not None:
         on_chunk(list(zip(previous[0], previous[1].result(), strict=True)))
-
-
-_AHEAD: ThreadPoolExecutor | None = None
-_AHEAD_LOCK = threading.Lock()
-
-
-def _ahead() -> ThreadPoolExecutor:
-    """One long-lived thread that drives the sandbox for `run_codes`.
-
-    Long-lived because a sandbox worker (re)started from it dies with the thread that
-    started it (PR_SET_PDEATHSIG), and one thread because chunks must run in order.
-    """
-    global _AHEAD
-    with _AHEAD_LOCK:
-        if _AHEAD is None:
-            _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-ahead")
-        return _AHEAD

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,7 +36,15 @@ def _features(n: int) -> list[Any]:
     ]
 
 
-def test_chunks_are_recorded_in_order_while_the_sandbox_runs_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def driver() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        yield executor
+
+
+def test_chunks_are_recorded_in_order_while_the_sandbox_runs_the_next(
+    monkeypatch: pytest.MonkeyPatch, driver: ThreadPoolExecutor
+) -> None:
     monkeypatch.setattr(sandboxing, "CHUNK", 3)
     sandbox, seen = FakeSandbox(), []
 
@@ -43,15 +53,15 @@ def test_chunks_are_recorded_in_order_while_the_sandbox_runs_the_next(monkeypatc
             assert sandbox.second_started.wait(timeout=10)
         seen.extend((f.feature_id, result) for f, result in chunk)
 
-    sandboxing.run_codes(sandbox, _features(8), data=None, fits=None, on_chunk=record)
+    sandboxing.run_codes(sandbox, _features(8), data=None, fits=None, on_chunk=record, driver=driver)
     assert [len(b) for b in sandbox.batches] == [3, 3, 2]
     assert seen == [(f"f{i}", f"result of code {i}") for i in range(8)]
 
 
-def test_an_error_in_the_sandbox_reaches_the_caller() -> None:
+def test_an_error_in_the_sandbox_reaches_the_caller(driver: ThreadPoolExecutor) -> None:
     class Broken(FakeSandbox):
         def run_batch(self, codes: list[str], data: Any, fits: Any, *, shared_process: bool) -> list[str]:
             raise RuntimeError("sandbox gone")
 
     with pytest.raises(RuntimeError, match="sandbox gone"):
-        sandboxing.run_codes(Broken(), _features(2), data=None, fits=None, on_chunk=lambda chunk: None)
+        sandboxing.run_codes(Broken(), _features(2), data=None, fits=None, on_chunk=lambda chunk: None, driver=driver)
