@@ -33,8 +33,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATASETS = ("breast_cancer", "credit_data", "concrete")
 
 
-def measure(name: str, seed: int, root: Path) -> dict[str, float]:
-    ds = dsets.LOADERS[name]()
+def measure(ds: dsets.Dataset, seed: int, root: Path) -> dict[str, float]:
+    name = ds.name
     sp = protocol.split(ds.x, ds.y, ds.task, seed)
     work = root / name / f"seed{seed}"
     _write_workdir(work, ds, seed, sp)
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            runs = [measure(name, seed, Path(tmp)) for seed in seeds]
+            ds = dsets.LOADERS[name]()  # loaded once per dataset, split per seed
+            runs = [measure(ds, seed, Path(tmp)) for seed in seeds]
             openfe = [known[("openfe", name, s)]["wall_s"] for s in seeds if ("openfe", name, s) in known]
             full = [known[("afep", name, s)]["wall_s"] for s in seeds if ("afep", name, s) in known]
             row = {
