@@ -20,12 +20,30 @@ def test_the_floor_table_compares_a_one_candidate_job_with_a_quarter_of_openfe(t
         "openfe_wall_s": 9.44,
         "quarter_openfe_s": 2.36,
     }
-    floor = {"command": "python -m bench.floor", "machine": {"cpu": "Test CPU, 2 logical cores"}, "rows": [row]}
+    credit = {
+        **row,
+        "dataset": "credit_data",
+        "floor_wall_s": 1.2,
+        "afep_wall_s": 2.5,
+        "openfe_wall_s": 10.8,
+        "quarter_openfe_s": 2.7,
+    }
+    slower = {**credit, "dataset": "ames", "afep_wall_s": 4.0}
+    rows = [row, credit, slower]
+    floor = {"command": "python -m bench.floor", "machine": {"cpu": "Test CPU, 2 logical cores"}, "rows": rows}
     (tmp_path / "floor.json").write_text(json.dumps(floor))
     text = "\n".join(side_results(tmp_path))
     assert "## Least time of a job" in text
-    assert "| concrete | 3.28 | 5.19 | 7.40 | 9.44 | 2.36 |" in text
+    assert "| concrete | 3.28 | 5.19 | 7.40 | 9.44 | 2.36 | 0.78 | out of reach: the least job is slower |" in text
+    assert "| credit_data | 1.20 | 5.19 | 2.50 | 10.80 | 2.70 | 0.23 | met |" in text
+    assert "| ames | 1.20 | 5.19 | 4.00 | 10.80 | 2.70 | 0.37 | not met, not ruled out |" in text
     assert "Test CPU" in text
+    assert "may come from another hour" in text  # no row says OpenFE ran alongside
+
+    for r in rows:
+        r["openfe_source"] = "measured alongside"
+    (tmp_path / "floor.json").write_text(json.dumps(floor))
+    assert "same machine speed" in "\n".join(side_results(tmp_path))
 
 
 def test_render_only_keeps_the_command_and_sources_of_the_run_that_made_the_records(tmp_path: Path) -> None:
