@@ -28,7 +28,8 @@ from processors.agents.dataset import base_and_plan
 from processors.agents.planner import elapsed_seconds
 from processors.agents.sandboxing import run_codes
 from processors.engine import evaluate_round, fit_baseline
-from processors.engine.evaluation import CONFIRM_TOP
+from processors.engine.evaluation import CONFIRM_TOP, Step, calibrate_step
+from processors.engine.scoring import LEARNING_RATE
 from processors.workbench import Workbench
 
 NAME = "evaluation"
@@ -50,6 +51,8 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         return []
     frame, base, plan = base_and_plan(job, bench)
     bench.wait_for(("baseline", job.job_id))
+    step = _job_step(bench, job, base, plan)
+    assert step is not None  # only a stopped calibration returns None
     names: dict[str, str] = {}
     features: dict[str, Feature] = {}
     candidates = {}
@@ -107,7 +110,13 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
                 NAME,
                 "tool_call",
                 f"evaluate_round({len(candidates)} candidates, {len(selected)} already selected, "
-                f"{len(plan.splits)} splits, {remaining:.0f} s left)",
+                f"{len(plan.splits)} splits, {remaining:.0f} s left, boosting step {step.learning_rate:g}"
+                + (
+                    f": the raw-feature baseline needs {step.baseline_rounds:.0f} rounds at {LEARNING_RATE:g})"
+                    if step.learning_rate != LEARNING_RATE
+                    else ")"
+                ),
+                {"learning_rate": step.learning_rate, "baseline_rounds": step.baseline_rounds},
             )
         ]
     )
@@ -122,7 +131,8 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         progress=progress,
         partial=partial,
         complete=complete,
-        fit_cache=_fit_cache(bench, job.job_id, job.request.seed),
+        fit_cache=_fit_cache(bench, job.job_id, job.request.seed, step.learning_rate),
+        learning_rate=step.learning_rate,
         confirm_top=CONFIRM_TOP if done.round == 1 else CONFIRM_TOP_FOLLOW_UP,
     )
     out: list[Any] = [Trace(job.job_id, NAME, "tool_result", message) for message in completions]
@@ -179,21 +189,38 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     return out
 
 
-def _fit_cache(bench: Workbench, job_id: str, seed: int) -> dict[Any, Any]:
-    return bench.memo(("fits", job_id, seed), dict)  # type: ignore[no-any-return]
+def _fit_cache(bench: Workbench, job_id: str, seed: int, learning_rate: float) -> dict[Any, Any]:
+    return bench.memo(("fits", job_id, seed, learning_rate), dict)  # type: ignore[no-any-return]
+
+
+def _job_step(bench: Workbench, job: Any, base: Any, plan: Any, stop: threading.Event | None = None) -> Step | None:
+    """The job's boosting step (`calibrate_step`), chosen once and remembered; None if stopped."""
+    known: dict[str, Step] = bench.memo(("step", job.job_id, job.request.seed), dict)
+    if "step" not in known:
+        cache = _fit_cache(bench, job.job_id, job.request.seed, LEARNING_RATE)
+        step = calibrate_step(base, plan, task=base.task, seed=job.request.seed, fit_cache=cache, stop=stop)
+        if step is None:
+            return None
+        known["step"] = step
+    return known["step"]
 
 
 def _warm_baseline(started: RoundStarted, store: EventStore, bench: Workbench) -> list[Any]:
-    """Round 1: fit the raw-feature baseline on every split while the candidates are made."""
+    """Round 1: choose the job's step, then fit the raw-feature baseline on every split
+    while the candidates are made."""
     job = load_job(store, started.job_id)
     if started.round != 1 or job is None or job.terminal or job.schema is None:
         return []
     _, base, plan = base_and_plan(job, bench)
-    cache = _fit_cache(bench, job.job_id, job.request.seed)
     seed = job.request.seed
 
     def work(stop: threading.Event) -> None:
-        fit_baseline(base, plan, task=base.task, seed=seed, fit_cache=cache, stop=stop)
+        step = _job_step(bench, job, base, plan, stop)
+        if step is not None:
+            cache = _fit_cache(bench, job.job_id, seed, step.learning_rate)
+            fit_baseline(
+                base, plan, task=base.task, seed=seed, fit_cache=cache, stop=stop, learning_rate=step.learning_rate
+            )
 
     bench.in_background(("baseline", job.job_id), work)
     return [

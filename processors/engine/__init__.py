@@ -31,9 +31,15 @@ LightGBM fits run on worker processes (``pool``, ``AFEP_ENGINE_WORKERS``).
 ``baseline_score(base, plan, *, task, seed) -> float``
     Raw-feature score (mean over confirm splits).
 
-``fit_baseline(base, plan, *, task, seed, fit_cache) -> int``
+``fit_baseline(base, plan, *, task, seed, fit_cache, learning_rate) -> int``
     Fit the raw features on every split into ``fit_cache`` (the dict later passed to
     ``evaluate_round``), ahead of the round that needs them.
+
+``calibrate_step(base, plan, *, task, seed, fit_cache) -> Step``
+    The job's boosting step: 0.1, or larger when the raw-feature baseline needs more
+    than ``scoring.TARGET_ROUNDS`` rounds at 0.1 (smooth, low-noise targets), so each
+    fit costs about that many rounds. Every fit of a job uses it (``learning_rate=``
+    of ``fit_baseline`` and ``evaluate_round``; one fit cache per step).
 """
 
 from __future__ import annotations
@@ -42,7 +48,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from processors.engine.evaluation import CandidateShapeError, baseline_score, evaluate_round, fit_baseline
+    from processors.engine.evaluation import (
+        CandidateShapeError,
+        Step,
+        baseline_score,
+        calibrate_step,
+        evaluate_round,
+        fit_baseline,
+    )
     from processors.engine.folds import FoldPlan, plan_folds
     from processors.engine.matrix import BaseMatrix, EngineInputError, prepare_base
     from processors.engine.report import CandidateResult, RoundReport
@@ -56,7 +69,9 @@ _HOME = {
     "EngineInputError": "matrix",
     "FoldPlan": "folds",
     "RoundReport": "report",
+    "Step": "evaluation",
     "baseline_score": "evaluation",
+    "calibrate_step": "evaluation",
     "evaluate_round": "evaluation",
     "fit_baseline": "evaluation",
     "plan_folds": "folds",
@@ -70,7 +85,9 @@ __all__ = [
     "EngineInputError",
     "FoldPlan",
     "RoundReport",
+    "Step",
     "baseline_score",
+    "calibrate_step",
     "evaluate_round",
     "fit_baseline",
     "plan_folds",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from processors.engine.folds import FoldPlan
 from processors.engine.matrix import BaseMatrix
 from processors.engine.reasons import Outcome, describe
 from processors.engine.report import CandidateResult, RoundReport
-from processors.engine.scoring import FitResult, Task, metric_name
+from processors.engine.scoring import LEARNING_RATE, FitResult, Task, metric_name, step_for
 from processors.engine.screening import joint_importance, screen_candidates
 from processors.engine.selection import (
     REDUNDANT_CORR,
@@ -69,21 +70,56 @@ def fit_baseline(
     seed: int,
     fit_cache: dict[tuple[FeatureSet, int], FitResult],
     stop: threading.Event | None = None,
+    learning_rate: float = LEARNING_RATE,
 ) -> int:
     """Fit the raw features on each split into `fit_cache`, one fit at a time, until `stop` is set.
 
-    These are the first fits a job's first `evaluate_round` (given the same cache)
-    needs. Done ahead on one fit worker, they use the core that generating and
+    These are the first fits a job's first `evaluate_round` (given the same cache and
+    step) needs. Done ahead on one fit worker, they use the core that generating and
     executing candidates leaves idle; `evaluate_round` fits whatever is missing.
     Returns the number of new fits.
     """
-    trials = Trials(base, plan, {}, task, seed, None)
+    trials = Trials(base, plan, {}, task, seed, None, learning_rate=learning_rate)
     trials.results = fit_cache
     for split in range(len(plan.splits)):
         if stop is not None and stop.is_set():
             break
         trials.run([((), split)])
     return trials.n_fits
+
+
+@dataclass(frozen=True)
+class Step:
+    """The job's boosting step, and the baseline's rounds at LEARNING_RATE it was chosen from."""
+
+    learning_rate: float
+    baseline_rounds: float
+
+
+def calibrate_step(
+    base: BaseMatrix,
+    plan: FoldPlan,
+    *,
+    task: Task,
+    seed: int,
+    fit_cache: dict[tuple[FeatureSet, int], FitResult],
+    stop: threading.Event | None = None,
+) -> Step | None:
+    """Choose the job's step from the raw-feature baseline on the screen splits at LEARNING_RATE.
+
+    Those fits land in `fit_cache` (the cache for LEARNING_RATE), so a job that keeps the
+    default step pays nothing extra. Median best iteration -> `scoring.step_for`.
+    Deterministic for a given table, plan and seed. None if `stop` was set first.
+    """
+    trials = Trials(base, plan, {}, task, seed, None)
+    trials.results = fit_cache
+    screen = plan.split_indices("screen")
+    for split in screen:
+        if stop is not None and stop.is_set():
+            return None
+        trials.run([((), split)])
+    rounds = float(np.median([fit_cache[((), s)].best_iteration for s in screen]))
+    return Step(step_for(rounds), rounds)
 
 
 def _valid_fraction(plan: FoldPlan) -> float:
@@ -162,6 +198,7 @@ def evaluate_round(
     partial: Collection[str] = (),
     complete: Complete | None = None,
     fit_cache: dict[tuple[FeatureSet, int], FitResult] | None = None,
+    learning_rate: float = LEARNING_RATE,
 ) -> RoundReport:
     """Decide which candidates help on top of raw features plus `selected`.
 
@@ -170,15 +207,15 @@ def evaluate_round(
     `complete(ids)` for those among the confirmed candidates and `selected`; it returns
     full arrays, and ids it leaves out are reported as failed on the confirmation folds.
 
-    `fit_cache`: fits of earlier rounds of the same job (same base, plan and feature
-    ids), e.g. the previous round's final set, which is this round's baseline; new
-    fits are added to it.
+    `fit_cache`: fits of earlier rounds of the same job (same base, plan, feature ids
+    and step), e.g. the previous round's final set, which is this round's baseline;
+    new fits are added to it. `learning_rate`: the step of every fit (`calibrate_step`).
     """
     started = time.monotonic()
     if partial and complete is None:
         raise ValueError("partial candidates need a `complete` callback to compute their other fold columns")
     pool = {c: _as_fits(c, v, plan) for c, v in {**selected, **candidates}.items()}
-    trials = Trials(base, plan, pool, task, seed, deadline, frozenset(categorical))
+    trials = Trials(base, plan, pool, task, seed, deadline, frozenset(categorical), learning_rate=learning_rate)
     trials.partial = set(partial)
     if fit_cache is not None:
         trials.results = fit_cache

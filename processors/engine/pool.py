@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from processors.engine.scoring import FitJob, FitResult, Task, fit_and_score
+from processors.engine.scoring import LEARNING_RATE, FitJob, FitResult, Task, fit_and_score
 
 WORKERS_ENV = "AFEP_ENGINE_WORKERS"
 MAX_DEFAULT_WORKERS = 4
@@ -50,6 +50,7 @@ class FitRequest:
     categorical: tuple[int, ...]
     train_idx: np.ndarray
     valid_idx: np.ndarray
+    learning_rate: float = LEARNING_RATE
 
 
 class _Rejected(Exception):
@@ -88,7 +89,17 @@ class _Worker:
             self.outbox.send(("base", key, x, y))
             self.bases.append(key)
         self.outbox.send(
-            ("fit", key, request.extra, request.categorical, request.train_idx, request.valid_idx, task, seed)
+            (
+                "fit",
+                key,
+                request.extra,
+                request.categorical,
+                request.train_idx,
+                request.valid_idx,
+                task,
+                seed,
+                request.learning_rate,
+            )
         )
         status, payload = self.inbox.recv()
         if status != "ok":
@@ -192,7 +203,7 @@ class FitPool:
         design = x if request.extra is None else np.hstack([x, request.extra])
         with self._local:
             job = FitJob(design, y, request.train_idx, request.valid_idx, request.categorical)
-            return fit_and_score(job, task, seed)
+            return fit_and_score(job, task, seed, learning_rate=request.learning_rate)
 
     def close(self) -> None:
         workers = [w for w in self._workers if w is not None]

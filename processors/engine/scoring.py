@@ -21,6 +21,15 @@ MAX_ROUNDS = 600
 # patience of 15 rounds instead of 30 cut a third of the time, every dataset still gaining.
 LEARNING_RATE = 0.1
 EARLY_STOPPING = 15
+# The step adapts to the job (`step_for`): a raw-feature baseline that needs far more than
+# TARGET_ROUNDS rounds at 0.1 (a smooth, low-noise target such as concrete's, ~200) is
+# fitted with a larger step, so every fit of the job costs about TARGET_ROUNDS rounds; the
+# noisy targets above keep 0.1. Measured on the benchmark: concrete a third faster, the
+# other 20 pairs unchanged, 24 of 25 selections identical (concrete seed 4 lost a +0.33%
+# feature). Models still run to early stopping, unlike a cap on rounds, which favoured
+# features that only speed up learning (a cap of 100 picked two harmful ones on concrete).
+TARGET_ROUNDS = 100
+MAX_LEARNING_RATE = 0.3
 MULTITHREAD_ROWS = 20_000
 
 
@@ -28,11 +37,21 @@ def metric_name(task: Task) -> str:
     return "roc_auc" if task == "classification" else "rmse"
 
 
-def lgb_params(task: Task, seed: int, threads: int = 1) -> dict[str, object]:
+def step_for(rounds: float) -> float:
+    """Boosting step for a job whose baseline stops after `rounds` rounds at LEARNING_RATE.
+
+    LEARNING_RATE up to TARGET_ROUNDS rounds; beyond, proportionally larger (in steps of
+    0.05, at most MAX_LEARNING_RATE), so the job's fits take about TARGET_ROUNDS rounds.
+    """
+    scaled = LEARNING_RATE * rounds / TARGET_ROUNDS
+    return float(min(MAX_LEARNING_RATE, max(LEARNING_RATE, round(scaled * 20) / 20)))
+
+
+def lgb_params(task: Task, seed: int, threads: int = 1, learning_rate: float = LEARNING_RATE) -> dict[str, object]:
     """Fast yet close to the external protocol (defaults, 31 leaves) with a larger step."""
     return {
         "objective": "binary" if task == "classification" else "regression",
-        "learning_rate": LEARNING_RATE,
+        "learning_rate": learning_rate,
         "num_leaves": 31,
         "min_data_in_leaf": 20,
         "max_bin": 63,
@@ -98,12 +117,14 @@ class FitJob:
     categorical: tuple[int, ...]
 
 
-def fit_and_score(job: FitJob, task: Task, seed: int, threads: int = 1) -> FitResult:
+def fit_and_score(
+    job: FitJob, task: Task, seed: int, threads: int = 1, learning_rate: float = LEARNING_RATE
+) -> FitResult:
     from processors.engine.lgbm import import_lightgbm
 
     lgb = import_lightgbm()
 
-    params = lgb_params(task, seed, threads if job.train_idx.shape[0] >= MULTITHREAD_ROWS else 1)
+    params = lgb_params(task, seed, threads if job.train_idx.shape[0] >= MULTITHREAD_ROWS else 1, learning_rate)
     cat: list[int] | Literal["auto"] = list(job.categorical) or "auto"
     train = lgb.Dataset(job.x[job.train_idx], job.y[job.train_idx], categorical_feature=cat, free_raw_data=False)
     valid = lgb.Dataset(job.x[job.valid_idx], job.y[job.valid_idx], reference=train)

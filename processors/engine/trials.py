@@ -19,7 +19,7 @@ import numpy as np
 from processors.engine.folds import FoldPlan
 from processors.engine.matrix import BaseMatrix
 from processors.engine.pool import FitPool, FitRequest, shared_pool
-from processors.engine.scoring import FitResult, Task, lift_of
+from processors.engine.scoring import LEARNING_RATE, FitResult, Task, lift_of
 
 log = logging.getLogger(__name__)
 FeatureSet = tuple[str, ...]
@@ -42,6 +42,7 @@ class Trials:
     workers: FitPool | None = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     partial: set[str] = field(default_factory=set)  # ids with only the plan's eager fit columns
+    learning_rate: float = LEARNING_RATE  # the job's boosting step (`scoring.step_for`)
 
     @property
     def parallel(self) -> int:
@@ -60,14 +61,14 @@ class Trials:
         col = self.plan.fit_index_for_split(split)
         train_idx, valid_idx = self.plan.splits[split]
         if not features:
-            return FitRequest(None, self.base.categorical, train_idx, valid_idx)
+            return FitRequest(None, self.base.categorical, train_idx, valid_idx, self.learning_rate)
         if col not in self.plan.eager_fits and self.partial.intersection(features):
             missing = sorted(self.partial.intersection(features))
             raise RuntimeError(f"fold column {col} of {missing} was never computed: complete them first")
         extra = np.column_stack([self.pool[f][:, col] for f in features])
         p = self.base.x.shape[1]
         cats = self.base.categorical + tuple(p + j for j, f in enumerate(features) if f in self.categorical)
-        return FitRequest(extra, cats, train_idx, valid_idx)
+        return FitRequest(extra, cats, train_idx, valid_idx, self.learning_rate)
 
     def run(self, keys: Sequence[tuple[FeatureSet, int]]) -> None:
         """Fit every (set, split) not yet in the cache, on the fit workers (see `pool`)."""

@@ -127,6 +127,16 @@ def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
     )
     assert all(f["p_value"] < 0.05 and f["ci"][0] > 0 for f in features)
     assert all(len(f["code_hash"]) == 64 for f in features)
+    # the evaluation's tool_call says which boosting step the job's fits used, and why
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        calls = [
+            json.loads(state)["e"]
+            for (state,) in conn.execute("SELECT state FROM stored_events WHERE topic = 'AgentTraced'")
+            if b"evaluate_round(" in state
+        ]
+    assert len(calls) == 1 and "boosting step" in calls[0]["message"]
+    step = json.loads(calls[0]["data_json"])
+    assert 0.1 <= step["learning_rate"] <= 0.3 and step["baseline_rounds"] > 0
 
     applied = afep(
         "apply", str(out), str(tmp_path / "new.csv"), "--out", str(tmp_path / "scored.parquet"), cwd=tmp_path

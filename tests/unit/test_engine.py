@@ -255,3 +255,54 @@ def test_student_t_matches_scipy() -> None:
         assert t_critical(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-9)
         for t in (0.0, 0.2, 1.0, 2.1, 4.0, 12.0):
             assert t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-10, abs=1e-300)
+
+
+def test_step_grows_only_for_baselines_that_need_many_rounds() -> None:
+    from processors.engine.scoring import LEARNING_RATE, MAX_LEARNING_RATE, step_for
+
+    assert step_for(12) == step_for(100) == LEARNING_RATE
+    assert step_for(142) == 0.15
+    assert step_for(206) == 0.2
+    assert step_for(5000) == MAX_LEARNING_RATE
+
+
+def test_a_smooth_target_gets_a_larger_step_and_a_noisy_one_keeps_the_default() -> None:
+    import threading
+
+    from processors.engine.evaluation import calibrate_step
+    from processors.engine.scoring import LEARNING_RATE
+
+    smooth = _table("regression", n=600)  # log(a/b) plus little noise: hundreds of rounds at 0.1
+    base = prepare_base(smooth, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    cache: dict = {}
+    step = calibrate_step(base, plan, task="regression", seed=0, fit_cache=cache)
+    assert step is not None
+    assert step.baseline_rounds > 100 and step.learning_rate > LEARNING_RATE
+    assert set(cache) == {((), s) for s in plan.split_indices("screen")}  # the pilot fits, at the default step
+
+    noisy = _table("classification", n=600)
+    base = prepare_base(noisy, "y", "classification", "1")
+    plan = plan_folds(base.y, "classification", seed=0)
+    step = calibrate_step(base, plan, task="classification", seed=0, fit_cache={})
+    assert step is not None and step.learning_rate == LEARNING_RATE
+
+    stop = threading.Event()
+    stop.set()
+    assert calibrate_step(base, plan, task="classification", seed=0, fit_cache={}, stop=stop) is None
+
+
+def test_the_step_reaches_every_fit_of_a_round() -> None:
+    df = _table("regression", n=600)
+    base = prepare_base(df, "y", "regression")
+    plan = plan_folds(base.y, "regression", seed=0)
+    cands = _candidates(df, plan.n_fits)
+    coarse: dict = {}
+    evaluate_round(base, plan, cands, {}, task="regression", seed=0, fit_cache=coarse, learning_rate=0.3)
+    fine: dict = {}
+    evaluate_round(base, plan, cands, {}, task="regression", seed=0, fit_cache=fine, learning_rate=0.1)
+    shared = sorted(set(coarse) & set(fine), key=str)
+    assert shared
+    # every fit differs from its twin at the default step, and early stopping comes much sooner
+    assert all(coarse[k].score != fine[k].score for k in shared)
+    assert np.median([coarse[k].best_iteration / fine[k].best_iteration for k in shared]) < 0.6

@@ -114,3 +114,20 @@ def test_close_hangs_up_on_every_worker_and_waits_for_its_clean_exit() -> None:
     # a closed pool starts new workers when asked again
     assert len(pool.fit_many("k", x, y, requests[:1], "regression", 0)) == 1
     pool.close()
+
+
+def test_the_step_of_a_request_is_used_by_the_workers_as_in_process() -> None:
+    from dataclasses import replace
+
+    x, y, requests = _problem("regression")
+    coarse = [replace(r, learning_rate=0.3) for r in requests]
+    here = FitPool(0).fit_many("k", x, y, coarse, "regression", 1)
+    pool = FitPool(2)
+    try:
+        there = pool.fit_many("k", x, y, coarse, "regression", 1)
+        fine = pool.fit_many("k", x, y, requests, "regression", 1)
+    finally:
+        pool.close()
+    assert [r.score for r in here] == [r.score for r in there]
+    assert [r.best_iteration for r in here] == [r.best_iteration for r in there]
+    assert all(c.best_iteration < f.best_iteration for c, f in zip(there, fine, strict=True))
