@@ -39,8 +39,8 @@ bench: install
 	$(BIN)/python -m bench.run          # AFEP vs OpenFE vs DFS -> docs/benchmarks.md (OpenFE/DFS records reused when cached)
 	$(BIN)/python -m bench.scale        # afep run on 10k x 25 -> bench/results/scale.json
 	$(BIN)/python -m bench.floor        # one-candidate jobs vs 1/4 of OpenFE -> bench/results/floor.json
-	$(BIN)/python -m bench.run --render-only   # docs/benchmarks.md again, with both side results
 	$(BIN)/python -m bench.api          # SSE delivery latency, API requests/s -> docs/benchmarks-api.md
+	$(BIN)/python -m bench.run --render-only   # docs/benchmarks.md again, with the side results above
 
 clean:
 	rm -rf .afep out .pytest_cache .mypy_cache .ruff_cache
