@@ -244,3 +244,29 @@ def test_resume_of_a_cancelled_job_says_how_to_rerun_it(tmp_path: Path) -> None:
     result = afep("jobs", "resume", "j1", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 1
     assert "was cancelled (changed my mind)" in result.stderr and "--retry" in result.stderr
+
+
+def test_a_second_round_keeps_the_jobs_step_and_starts_from_the_first_rounds_result(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(1, 10, 1000), rng.uniform(1, 10, 1000)  # a smooth target: ~290 rounds at 0.1
+    smooth = pl.DataFrame({"a": a, "b": b, "c": rng.normal(size=1000), "y": np.log(a / b) + rng.normal(0, 0.01, 1000)})
+    smooth.write_csv(tmp_path / "smooth.csv")
+    data_dir = tmp_path / "state"
+    run = afep(
+        "run", str(tmp_path / "smooth.csv"), "--target", "y", "--task", "regression", "--max-rounds", "2",
+        "--out", str(tmp_path / "out"), "--data-dir", str(data_dir), "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        states = [json.loads(s) for (s,) in conn.execute("SELECT state FROM stored_events ORDER BY rowid")]
+    rounds = [s["e"] for s in states if {"round", "baseline_score", "selected_ids", "evaluated"} <= set(s["e"])]
+    steps = [
+        json.loads(s["e"]["data_json"])["learning_rate"]
+        for s in states
+        if s["e"].get("message", "").startswith("evaluate_round(")
+    ]
+    assert [r["round"] for r in rounds] == [1, 2]
+    # a smooth target: a larger step than 0.1, chosen once and kept for round 2
+    assert len(steps) == 2 and steps[0] == steps[1] > 0.1
+    # round 2's baseline is round 1's final set, scored with the same step on the same splits
+    assert rounds[1]["baseline_score"] == rounds[0]["score"]
