@@ -12,9 +12,10 @@ benchmark), no setting of the engine can meet that target on this machine: the
 remaining time goes to start-up and the baseline, not to candidates.
 
 For each seed the one-candidate job, the full AFEP job and OpenFE run one after the
-other on the same split, so all three are timed at the same machine speed (it drifts
-by a third over hours here). `--openfe cached` takes OpenFE's and AFEP's times from the
-newest records in bench/results instead (quicker, but they may come from another hour).
+other on the same split, so all three are timed at the same machine speed (it drifts:
+OpenFE on one caravan split took 314-647 s over a day). `--openfe cached` takes OpenFE's
+and AFEP's times from the newest records in bench/results instead (quicker, but they may
+come from another hour).
 """
 
 from __future__ import annotations
