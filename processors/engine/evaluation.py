@@ -81,11 +81,17 @@ def fit_baseline(
     """
     trials = Trials(base, plan, {}, task, seed, None, learning_rate=learning_rate)
     trials.results = fit_cache
-    for split in range(len(plan.splits)):
-        if stop is not None and stop.is_set():
-            break
-        trials.run([((), split)])
+    _fit_raw_one_by_one(trials, range(len(plan.splits)), stop)
     return trials.n_fits
+
+
+def _fit_raw_one_by_one(trials: Trials, splits: Sequence[int], stop: threading.Event | None) -> bool:
+    """Fit the raw features on `splits`, one fit at a time; False if `stop` was set first."""
+    for split in splits:
+        if stop is not None and stop.is_set():
+            return False
+        trials.run([((), split)])
+    return True
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,8 @@ def calibrate_step(
     trials = Trials(base, plan, {}, task, seed, None)
     trials.results = fit_cache
     screen = plan.split_indices("screen")
-    for split in screen:
-        if stop is not None and stop.is_set():
-            return None
-        trials.run([((), split)])
+    if not _fit_raw_one_by_one(trials, screen, stop):
+        return None
     rounds = float(np.median([fit_cache[((), s)].best_iteration for s in screen]))
     return Step(step_for(rounds), rounds)
 
