@@ -1,12 +1,17 @@
-"""Shared fixtures: stores for every adapter, a fixed clock."""
+"""Shared fixtures: stores for every adapter, a fixed clock, a real server on a loopback port."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +64,32 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
         yield s
         _drop_prefix(s)
         s.close()
+
+
+# ------------------------------------------------ a real server, for e2e and security tests
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Yields the API base URL (http://127.0.0.1:PORT/api/v1); stops the server afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve() -> Any:
+    """`with serve(app) as url:` runs `app` on a free loopback port."""
+    return running
