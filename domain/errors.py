@@ -17,3 +17,7 @@ class UnknownAggregate(DomainError):
 
 class ConflictingCommand(DomainError):
     """The same id was used before with different content."""
+
+
+class InvalidInput(DomainError):
+    """A command field is malformed (control characters, too long, out of range): fix the input and resend."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from domain import validation
 from domain.errors import ConflictingCommand, InvalidTransition, UnknownAggregate
 
 
@@ -291,6 +292,7 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
                 return ()
             return (FeatureRejected(state.feature_id, job_id, command.stage, command.reason),)
         case ApproveFeature():
+            validation.check_text("comment", command.comment)
             if state.status == "approved":
                 return ()
             if state.status != "selected":
@@ -299,6 +301,7 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
                 )
             return (FeatureApproved(state.feature_id, job_id, command.comment),)
         case DeprecateFeature():
+            validation.check_text("reason", command.reason)
             if state.status == "deprecated":
                 return ()
             if state.status not in ("selected", "approved"):

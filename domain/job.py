@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from domain.errors import InvalidTransition, UnknownAggregate
+from domain import validation
+from domain.errors import InvalidInput, InvalidTransition, UnknownAggregate
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+TASKS = ("auto", "classification", "regression")
+MAX_ROUNDS = 100
+MAX_CANDIDATES = 10_000
 STAGES: tuple[str, ...] = ("ideation", "codegen", "execution", "evaluation")
 
 
@@ -328,6 +332,7 @@ def evolve(state: Job | None, event: JobEvent) -> Job:
 
 def decide(command: JobCommand, state: Job | None) -> tuple[JobEvent, ...]:
     if isinstance(command, RequestJob):
+        check_request(command)
         if state is not None:
             if state.request != _requested(command):
                 raise InvalidTransition(f"job {command.job_id} exists with other settings; use a new job id")
@@ -337,6 +342,7 @@ def decide(command: JobCommand, state: Job | None) -> tuple[JobEvent, ...]:
         raise UnknownAggregate(f"no job {command.job_id}; list jobs with `afep jobs list`")
     match command:
         case CancelJob():
+            validation.check_text("reason", command.reason)
             if state.terminal:
                 if state.status == "cancelled":
                     return ()
@@ -351,7 +357,9 @@ def decide(command: JobCommand, state: Job | None) -> tuple[JobEvent, ...]:
         case FailJob():
             if state.terminal:
                 return ()
-            return (JobFailed(state.job_id, command.reason, command.stage),)
+            # a failure must always be recordable: its reason is cleaned, never refused
+            reason = validation.printable(command.reason)
+            return (JobFailed(state.job_id, reason, validation.printable(command.stage, validation.MAX_NAME)),)
     if state.terminal:
         return ()  # agents racing a cancellation: their late results are dropped, not errors
     match command:
@@ -386,6 +394,22 @@ def decide(command: JobCommand, state: Job | None) -> tuple[JobEvent, ...]:
         case CompleteJob():
             return (JobCompleted(**_fields(command)),)
     raise TypeError(f"unknown job command {type(command).__name__}")
+
+
+def check_request(command: RequestJob) -> None:
+    """Refuse a job request whose fields could not be stored or run safely (`InvalidInput`)."""
+    validation.check_id("job_id", command.job_id)
+    validation.check_id("project_id", command.project_id)
+    validation.check_name("source", command.source, validation.MAX_SOURCE)
+    if command.table is not None:
+        validation.check_name("table", command.table)
+    validation.check_name("target", command.target)
+    if command.task not in TASKS:
+        raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {command.task!r}")
+    validation.check_number("budget_seconds", command.budget_seconds, 0, validation.MAX_BUDGET_SECONDS, low_open=True)
+    validation.check_number("seed", command.seed, 0, validation.MAX_SEED)
+    validation.check_number("max_rounds", command.max_rounds, 1, MAX_ROUNDS)
+    validation.check_number("max_candidates", command.max_candidates, 1, MAX_CANDIDATES)
 
 
 def _requested(command: RequestJob) -> JobRequested:

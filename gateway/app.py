@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
 from commands.store import EventStore
 from gateway import problems
 from gateway.bootstrap import bootstrap
-from gateway.routes import audit, connections, explorer, features, jobs, streams, tenants
+from gateway.routes import audit, connections, explorer, features, jobs, keys, streams, tenants, uploads
 from gateway.settings import Settings
+from gateway.validation import BodyLimit
 
 API_PREFIX = "/api/v1"
 
@@ -50,13 +51,16 @@ def create_app(settings: Settings, *, store: EventStore | None = None, runtime: 
     )
     app.state.services = None
     problems.install(app)
+    # uploads carry files and check their own limit
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=(f"{API_PREFIX}/uploads",))
     api = APIRouter(prefix=API_PREFIX)
-    for module in (jobs, features, tenants, connections, explorer, audit, streams):
+    for module in (jobs, features, tenants, keys, connections, explorer, audit, streams, uploads):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health(request: Request) -> dict[str, Any]:
+        services = request.app.state.services
+        return {"status": "ok"} if services is None else services.health()
 
     app.include_router(api)
     return app

@@ -51,7 +51,16 @@ MATRIX: dict[Permission, frozenset[Role]] = {
 
 
 class Unauthenticated(Exception):
-    """No usable credentials; the message says which header to send."""
+    """No usable credentials; the message says which header to send.
+
+    `actor` and `tenant_id` name the caller when the credential was recognised (a
+    revoked key, a deleted tenant's token), for the audit trail of the refusal.
+    """
+
+    def __init__(self, message: str, *, actor: str = "anonymous", tenant_id: str = PLATFORM_TENANT) -> None:
+        super().__init__(message)
+        self.actor = actor
+        self.tenant_id = tenant_id
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,10 @@ def readmodel_db(settings: Settings) -> Database:
 
 
 def create_api_key(settings: Settings, tenant: str, role: str, *, db: Database | None = None) -> str:
-    """Mint an API key for `tenant` with `role`. Only its SHA-256 is stored; show the key once."""
+    """Mint an API key for `tenant` with `role`. Only its SHA-256 is stored; show the key once.
+
+    Raises directory.TenantDeleted for a tenant a platform admin deleted.
+    """
     parsed = parse_role(role)
     own = db is None
     database = db or readmodel_db(settings)
@@ -95,6 +107,11 @@ def create_api_key(settings: Settings, tenant: str, role: str, *, db: Database |
     finally:
         if own:
             database.close()
+
+
+def key_id_of(key: str) -> str:
+    """The public id inside an API key (`afep_<key id>_<secret>`)."""
+    return key.removeprefix(KEY_PREFIX).split("_", 1)[0]
 
 
 def issue_token(settings: Settings, actor: str, tenant: str, role: str, *, ttl: timedelta = timedelta(hours=1)) -> str:
@@ -118,10 +135,19 @@ def _from_key(db: Database, key: str) -> Principal:
     row = directory.find_api_key(db, key)
     if row is None:
         raise Unauthenticated("the API key is unknown or revoked; create one with `afep keys create`")
+    actor, tenant = f"key:{row['key_id']}", str(row["tenant_id"])
+    if row["tenant_deleted_at"] is not None:
+        raise Unauthenticated(str(directory.TenantDeleted(tenant)), actor=actor, tenant_id=tenant)
+    if row["revoked_at"] is not None:
+        raise Unauthenticated(
+            f"the API key {row['key_id']} was revoked; ask an admin of your tenant for a new one",
+            actor=actor,
+            tenant_id=tenant,
+        )
     return Principal(actor=f"key:{row['key_id']}", tenant_id=row["tenant_id"], role=Role(row["role"]), via="api_key")
 
 
-def _from_jwt(settings: Settings, token: str) -> Principal:
+def _from_jwt(settings: Settings, db: Database, token: str) -> Principal:
     try:
         algorithm = jwt.get_unverified_header(token).get("alg")
     except jwt.PyJWTError as error:
@@ -154,6 +180,10 @@ def _from_jwt(settings: Settings, token: str) -> Principal:
         parsed = parse_role(str(role))
     except ValueError as error:
         raise Unauthenticated(str(error)) from None
+    if directory.is_deleted(db, str(tenant)):
+        raise Unauthenticated(
+            str(directory.TenantDeleted(str(tenant))), actor=str(claims["sub"]), tenant_id=str(tenant)
+        )
     return Principal(actor=str(claims["sub"]), tenant_id=str(tenant), role=parsed, via="jwt")
 
 
@@ -168,4 +198,4 @@ def authenticate(settings: Settings, db: Database, authorization: str | None, ap
     credential = credential.strip()
     if credential.startswith(KEY_PREFIX):
         return _from_key(db, credential)
-    return _from_jwt(settings, credential)
+    return _from_jwt(settings, db, credential)

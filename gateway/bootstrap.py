@@ -108,6 +108,17 @@ class Services:
                 await asyncio.sleep(1.0)
                 self.projections_due.set()
 
+    def health(self) -> dict[str, Any]:
+        """Cheap liveness: the projector's checkpoint against the log head and its skipped events."""
+        errors = self.projector.error_count()
+        checkpoint = self.projector.position()
+        return {
+            "status": "degraded" if errors else "ok",
+            "projection_errors": errors,
+            "projector_checkpoint": checkpoint,
+            "log_head": self.store.last_position(),
+        }
+
     def close(self) -> None:
         for closing in (self.clickhouse.close, self.db.close, self.store.close if self.owns_store else None):
             if closing is not None:

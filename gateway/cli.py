@@ -5,11 +5,13 @@ Bad input ends with one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +23,7 @@ from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.errors import DomainError
 from domain.job import DEFAULT_MAX_ROUNDS, RequestJob, RetryJob
+from domain.validation import MAX_BUDGET_SECONDS
 from gateway.settings import Settings
 from processors.profiling import InputError
 
@@ -43,6 +46,17 @@ def _settings(data_dir: Path | None) -> Settings:
     return settings.model_copy(update={"data_dir": (data_dir or settings.data_dir).resolve()})
 
 
+def _own(ctx: typer.Context, settings: Settings, command: str) -> None:
+    """Hold the data dir's lock until this command ends (see gateway/datadir.py)."""
+    from gateway.datadir import DataDirInUse, DataDirLock
+
+    try:
+        lock = DataDirLock(settings.data_dir, command).acquire()
+    except DataDirInUse as error:
+        raise UsageError(str(error)) from None
+    ctx.call_on_close(lock.release)
+
+
 def _terminal(store: Any, job_id: str) -> bool:
     job = load_job(store, job_id)
     return job is None or job.terminal
@@ -50,6 +64,7 @@ def _terminal(store: Any, job_id: str) -> bool:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     data: Annotated[
         str, typer.Argument(help="CSV/Parquet path, or sqlite:///, duckdb:///, postgresql://, mysql:// URI")
     ],
@@ -79,12 +94,12 @@ def run(
     from gateway.runtime_wiring import build_runtime, build_store
     from processors.engine.pool import shared_pool
     from processors.export import export_job
-    from processors.sources import check_source
+    from processors.sources import SourcePolicy, check_source
 
     if task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
-    if budget <= 0:
-        raise UsageError("--budget must be a positive number of seconds")
+    if not 0 < budget <= MAX_BUDGET_SECONDS:  # also false for NaN; inf is over the limit
+        raise UsageError(f"--budget must be a number of seconds in (0, {MAX_BUDGET_SECONDS:g}], not {budget}")
     if not 0 <= seed <= 2**31 - 1:
         raise UsageError(f"--seed must be between 0 and {2**31 - 1}, not {seed}")
     check_source(data, table)
@@ -92,6 +107,7 @@ def run(
     shared_pool().start()  # the fit workers import LightGBM while the job starts
     source = data if "://" in data else str(Path(data).resolve())
     settings = _settings(data_dir)
+    _own(ctx, settings, "afep run")
     store = build_store(settings)
     job_id = str(uuid.uuid4())
     started = time.monotonic()
@@ -99,7 +115,7 @@ def run(
     execute(store, [(command, Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job_id))])
     console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")
     view = LiveView(console, job_id, verbose=not quiet)
-    runtime = build_runtime(settings, store, observers=[view])
+    runtime = build_runtime(settings, store, observers=[view], policy=SourcePolicy.local(settings.data_dir))
     runtime.bench.warm_up()
     try:
         with view:
@@ -241,6 +257,7 @@ def jobs_replay(
 
 @jobs_app.command("resume")
 def jobs_resume(
+    ctx: typer.Context,
     job_id: str,
     out: Annotated[Path, typer.Option()] = Path("out"),
     data_dir: DataDir = None,
@@ -250,8 +267,10 @@ def jobs_resume(
     from gateway.console import LiveView
     from gateway.runtime_wiring import build_runtime, build_store
     from processors.export import export_job
+    from processors.sources import SourcePolicy
 
     settings = _settings(data_dir)
+    _own(ctx, settings, "afep jobs resume")
     store = build_store(settings)
     job = _job_or_exit(store, job_id)
     if retry:
@@ -264,7 +283,7 @@ def jobs_resume(
         )
     started = time.monotonic()
     view = LiveView(console, job.job_id)
-    runtime = build_runtime(settings, store, observers=[view])
+    runtime = build_runtime(settings, store, observers=[view], policy=SourcePolicy.local(settings.data_dir))
     try:
         with view:
             runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
@@ -280,11 +299,13 @@ app.add_typer(keys_app, name="keys")
 
 
 @projections_app.command("rebuild")
-def projections_rebuild(data_dir: DataDir = None) -> None:
+def projections_rebuild(ctx: typer.Context, data_dir: DataDir = None) -> None:
     """Drop the relational read models and ClickHouse events and replay the whole log into them."""
     from gateway.bootstrap import bootstrap
 
-    services = bootstrap(_settings(data_dir))
+    settings = _settings(data_dir)
+    _own(ctx, settings, "afep projections rebuild")
+    services = bootstrap(settings)
     try:
         rows = services.projector.rebuild()
         events = services.events_projection.rebuild()
@@ -301,16 +322,117 @@ def keys_create(
 ) -> None:
     """Create an API key (printed once; only its hash is stored)."""
     from gateway.auth import create_api_key, parse_role
+    from projections.directory import TenantDeleted, tenant_tier
 
     try:
         parse_role(role)
-    except Exception as error:  # noqa: BLE001 - shown as one line
+        key = create_api_key(_settings(data_dir), tenant, role)
+    except (ValueError, TenantDeleted) as error:
         raise UsageError(str(error)) from None
-    console.print(create_api_key(_settings(data_dir), tenant, role))
+    console.print(key)
+    with _directory(data_dir) as db:
+        print(_tier_note(tenant, tenant_tier(db, tenant)), file=sys.stderr)
+
+
+def _tier_note(tenant: str, tier: str) -> str:
+    from gateway.ratelimit import RATE_PER_HOUR
+
+    return (
+        f"tenant {tenant!r} is on the {tier!r} tier: {RATE_PER_HOUR.get(tier, RATE_PER_HOUR['free'])} API "
+        f"requests/hour; raise it with `afep tenants set-tier {tenant} pro`"
+    )
+
+
+@contextlib.contextmanager
+def _directory(data_dir: Path | None) -> Iterator[Any]:
+    """The read-model database with the directory tables (no data-dir lock: `serve` may be running)."""
+    from gateway.auth import readmodel_db
+    from projections.directory import create_tables
+
+    db = readmodel_db(_settings(data_dir))
+    try:
+        create_tables(db)
+        yield db
+    finally:
+        db.close()
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None, data_dir: DataDir = None
+) -> None:
+    """API keys: id, tenant, role, created, revoked (never the key or its hash)."""
+    from rich.table import Table
+
+    from projections.directory import list_api_keys
+
+    with _directory(data_dir) as db:
+        rows = list_api_keys(db, tenant)
+    table = Table(title="API keys")
+    for column in ("key id", "tenant", "role", "created", "revoked"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["key_id"], row["tenant_id"], row["role"], row["created_at"], row["revoked_at"] or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke an API key: it is refused (401) from the next request on."""
+    from projections.directory import revoke_api_key
+
+    with _directory(data_dir) as db:
+        row = revoke_api_key(db, key_id, datetime.now(UTC))
+    if row is None:
+        raise UsageError(f"no API key {key_id!r}; see `afep keys list`")
+    console.print(f"revoked key {key_id} of tenant {row['tenant_id']} at {row['revoked_at']}")
+
+
+@keys_app.command("rotate-secret")
+def keys_rotate_secret(data_dir: DataDir = None) -> None:
+    """Re-encrypt every connection's credentials under the current AFEP_SECRET_KEY.
+
+    Set AFEP_SECRET_KEYS_OLD to the previous secret(s) first, so that they can be decrypted.
+    """
+    from projections.directory import rotate_secrets
+
+    secrets = _settings(data_dir).connection_secrets
+    if not secrets:
+        raise UsageError("set AFEP_SECRET_KEY to the new secret (and AFEP_SECRET_KEYS_OLD to the old ones)")
+    with _directory(data_dir) as db:
+        rotated, stuck = rotate_secrets(db, secrets)
+    console.print(f"re-encrypted {rotated} connection(s) under the current AFEP_SECRET_KEY")
+    if stuck:
+        raise UsageError(
+            f"{len(stuck)} connection(s) decrypt with none of the secrets ({', '.join(stuck[:5])}); "
+            "add their secret to AFEP_SECRET_KEYS_OLD or re-create them"
+        )
+
+
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenants: rate-limit tiers.")
+app.add_typer(tenants_app, name="tenants")
+
+
+@tenants_app.command("set-tier")
+def tenants_set_tier(
+    tenant: str,
+    tier: Annotated[str, typer.Argument(help="free (100 requests/hour) | pro (1,000) | enterprise (10,000)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Set a tenant's rate-limit tier (a running API picks it up within 30 s)."""
+    from projections.directory import set_tier
+
+    with _directory(data_dir) as db:
+        try:
+            set_tier(db, tenant, tier, datetime.now(UTC))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    console.print(_tier_note(tenant, tier).split(";")[0])
 
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     data_dir: DataDir = None,
@@ -322,6 +444,7 @@ def serve(
     from gateway.runtime_wiring import build_runtime, build_store
 
     settings = _settings(data_dir)
+    _own(ctx, settings, "afep serve")
     store = build_store(settings)
     runtime = build_runtime(settings, store)
     runtime.start()

@@ -11,6 +11,7 @@ import anyio
 from fastapi import Depends, Header, Request
 
 from domain.envelope import Context
+from gateway import ratelimit
 from gateway.auth import Permission, Principal, Unauthenticated, authenticate
 from gateway.bootstrap import Services
 from gateway.problems import Problem
@@ -29,24 +30,29 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def get_principal(
     services: ServicesDep,
+    request: Request,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
+    """The caller; kept on `request.state` (`principal`, or `refused` for 401s) for the refusal audit."""
     try:
         principal = await anyio.to_thread.run_sync(
             authenticate, services.settings, services.db, authorization, x_api_key
         )
     except Unauthenticated as error:
+        request.state.refused = error
         raise Problem(401, "Unauthorized", str(error), headers={"WWW-Authenticate": 'Bearer realm="afep"'}) from None
+    request.state.principal = principal
     allowed, limit, retry_after = await anyio.to_thread.run_sync(services.limiter.acquire, principal.tenant_id)
     if not allowed:
+        tier = services.limiter.tier(principal.tenant_id)
         raise Problem(
             429,
             "Too Many Requests",
-            f"tenant {principal.tenant_id!r} used its {limit} requests/hour; retry in {int(retry_after)} s "
-            "or move to a higher tier",
+            ratelimit.exhausted(principal.tenant_id, tier, limit, retry_after),
             headers={"Retry-After": str(int(retry_after))},
             kind="rate-limited",
+            tier=tier,
         )
     return principal
 
@@ -72,6 +78,8 @@ class Auditor:
         new: Any = None,
         status: int = 200,
     ) -> None:
+        if status >= 400:
+            self.request.state.audited = True  # the generic refusal audit (gateway/problems.py) skips it
         client = self.request.client
         self.services.audit.record(
             AuditRecord(

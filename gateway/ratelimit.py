@@ -13,6 +13,15 @@ from collections.abc import Callable
 RATE_PER_HOUR: dict[str, int] = {"free": 100, "pro": 1_000, "enterprise": 10_000}
 
 
+def exhausted(tenant: str, tier: str, limit: int, retry_after: float) -> str:
+    """The 429 detail: which tier, and how the operator raises it."""
+    return (
+        f"tenant {tenant!r} used the {limit} requests/hour of its {tier!r} tier; retry in {int(retry_after)} s, "
+        f"or ask the operator to raise the tier: `afep tenants set-tier {tenant} pro` "
+        f"({', '.join(f'{t} {n}/h' for t, n in RATE_PER_HOUR.items())})"
+    )
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -28,12 +37,17 @@ class RateLimiter:
         self._tiers: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def _rate(self, tenant: str, now: float) -> int:
+    def tier(self, tenant: str, now: float | None = None) -> str:
+        """The tenant's tier as last read (re-read every `tier_ttl_seconds`)."""
+        now = self._clock() if now is None else now
         cached = self._tiers.get(tenant)
         if cached is None or now - cached[1] > self._tier_ttl:
             cached = (self._tier_of(tenant), now)
             self._tiers[tenant] = cached
-        return RATE_PER_HOUR.get(cached[0], RATE_PER_HOUR["free"])
+        return cached[0] if cached[0] in RATE_PER_HOUR else "free"
+
+    def _rate(self, tenant: str, now: float) -> int:
+        return RATE_PER_HOUR[self.tier(tenant, now)]
 
     def acquire(self, tenant: str) -> tuple[bool, int, float]:
         """(allowed, hourly limit, seconds until the next request would be allowed)."""

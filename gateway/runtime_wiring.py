@@ -9,39 +9,51 @@ from commands.store import EventStore
 from gateway.bootstrap import open_store
 from gateway.settings import Settings
 from processors.runtime import LocalRuntime, Observer
-from processors.sources import SourceError
+from processors.sources import SourceError, SourcePolicy, as_source
 from processors.workbench import Workbench
 
 build_store = open_store
 CONNECTION_PREFIX = "connection://"
 
 
-def connection_resolver(settings: Settings) -> Callable[[str, str], str]:
-    """Turn `connection://ID` sources (jobs created over the API) into the tenant's decrypted URI."""
+def connection_resolver(settings: Settings, policy: SourcePolicy) -> Callable[[str, str], str]:
+    """What the schema agent loads for a job's source, checked against `policy` once more.
+
+    `connection://ID` (jobs created over the API) becomes the tenant's decrypted URI;
+    `upload://NAME` and relative paths become the file's real path. A source the policy
+    refuses fails the job with the same neutral message the API gives.
+    """
     opened: list[Any] = []
 
     def resolve(source: str, tenant: str) -> str:
-        if not source.startswith(CONNECTION_PREFIX):
-            return source
-        from projections.database import Database
-        from projections.directory import connection_uri
+        if source.startswith(CONNECTION_PREFIX):
+            from projections.database import Database
+            from projections.directory import UndecryptableConnection, connection_uri
 
-        if not opened:
-            opened.append(Database(settings.database_url or settings.readmodel_db_path))
-        connection_id = source.removeprefix(CONNECTION_PREFIX)
-        uri = connection_uri(opened[0], settings.secret_key or "", tenant, connection_id)
-        if uri is None:
-            raise SourceError(
-                f"connection {connection_id!r} does not exist for tenant {tenant!r}; see GET /api/v1/connections"
-            )
-        return uri
+            if not opened:
+                opened.append(Database(settings.database_url or settings.readmodel_db_path))
+            connection_id = source.removeprefix(CONNECTION_PREFIX)
+            try:
+                uri = connection_uri(opened[0], settings.connection_secrets, tenant, connection_id)
+            except UndecryptableConnection as error:
+                raise SourceError(str(error)) from None
+            if uri is None:
+                raise SourceError(
+                    f"connection {connection_id!r} does not exist for tenant {tenant!r}; see GET /api/v1/connections"
+                )
+            source = uri
+        location = policy.admit(source, tenant)
+        return source if location.is_server else as_source(location)
 
     return resolve
 
 
-def build_workbench(settings: Settings) -> Workbench:
+def build_workbench(settings: Settings, policy: SourcePolicy | None = None) -> Workbench:
+    """The agents' workbench; `policy` defaults to the API's (`settings.source_policy`)."""
+    policy = policy or settings.source_policy
     return Workbench(
-        resolve_source=connection_resolver(settings),
+        resolve_source=connection_resolver(settings, policy),
+        source_policy=policy,
         datasets_dir=settings.datasets_dir,
         artifacts_dir=settings.artifacts_dir,
         sandbox_options={
@@ -52,5 +64,12 @@ def build_workbench(settings: Settings) -> Workbench:
     )
 
 
-def build_runtime(settings: Settings, store: EventStore, observers: Sequence[Observer] = ()) -> LocalRuntime:
-    return LocalRuntime(store, build_workbench(settings), observers=observers)
+def build_runtime(
+    settings: Settings,
+    store: EventStore,
+    observers: Sequence[Observer] = (),
+    *,
+    policy: SourcePolicy | None = None,
+) -> LocalRuntime:
+    """The embedded runtime; the CLI passes `SourcePolicy.local(...)`, the API keeps the default."""
+    return LocalRuntime(store, build_workbench(settings, policy), observers=observers)

@@ -7,9 +7,14 @@ environment. All local state lives under `data_dir`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from processors.sources import SourcePolicy
 
 
 class Settings(BaseSettings):
@@ -23,6 +28,11 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(default=None, description="host:port of the Kafka-protocol broker")
     mlflow_tracking_uri: str | None = None
     secret_key: str | None = Field(default=None, description="HS256 JWT secret and credential-encryption key seed")
+    secret_keys_old: str | None = Field(
+        default=None,
+        description="comma-separated previous AFEP_SECRET_KEYs: they still decrypt connection credentials "
+        "until `afep keys rotate-secret` re-encrypts them under the current one",
+    )
     jwt_issuer: str = "afep"
     jwt_audience: str = "afep-api"
     jwt_public_key: str | None = Field(default=None, description="PEM for RS256 tokens (OIDC)")
@@ -31,6 +41,51 @@ class Settings(BaseSettings):
     sandbox_wall_seconds: float = 30.0
     sandbox_cpu_seconds: float = 20.0
     sandbox_memory_bytes: int = 4 * 2**30
+    max_request_bytes: int = Field(
+        default=2**20, gt=0, description="largest request body the API reads (uploads have their own limit)"
+    )
+    source_roots: str | None = Field(
+        default=None,
+        description="comma-separated folders API tenants may read files from, besides their upload area; "
+        "'{tenant}' in a path stands for the tenant's folder name",
+    )
+    source_hosts: str | None = Field(
+        default=None,
+        description="comma-separated database hosts (host or host:port) API tenants may connect to; none by default",
+    )
+    max_upload_bytes: int = Field(default=512 * 2**20, gt=0, description="largest file POST /api/v1/uploads takes")
+    explorer_max_bytes: int = Field(
+        default=10 * 2**20, gt=0, description="largest explorer result; longer ones are truncated"
+    )
+
+    @property
+    def source_policy(self) -> SourcePolicy:
+        """What API tenants may read (the CLI uses `SourcePolicy.local()` instead)."""
+        from processors.sources import SourcePolicy
+
+        def items(text: str | None) -> tuple[str, ...]:
+            return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+        internal: tuple[tuple[str, int, str], ...] = ()
+        if self.database_url:
+            own = urlsplit(self.database_url)
+            internal = ((own.hostname or "localhost", own.port or 5432, own.path.lstrip("/")),)
+        return SourcePolicy(
+            data_dir=self.data_dir,
+            roots=items(self.source_roots),
+            hosts=items(self.source_hosts),
+            internal_databases=internal,
+        )
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def connection_secrets(self) -> list[str]:
+        """The current secret, then the previous ones: what connection credentials decrypt with."""
+        old = [k.strip() for k in (self.secret_keys_old or "").split(",") if k.strip()]
+        return [k for k in (self.secret_key, *old) if k]
 
     @property
     def event_db_path(self) -> Path:

@@ -94,6 +94,14 @@ class NonNumericRegressionTarget(InputError):
         )
 
 
+class MulticlassTarget(InputError):
+    def __init__(self, target: str, n_classes: int) -> None:
+        super().__init__(
+            f"target {target!r} has {n_classes} classes; AFEP handles binary classification and regression — "
+            "pick a binary target, or task regression (--task regression) for an ordinal one"
+        )
+
+
 @dataclass(frozen=True)
 class ColumnProfile:
     name: str
@@ -199,6 +207,8 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto") -> TablePr
     if resolved == "classification":
         counts = y_raw.cast(pl.String).value_counts(sort=True)
         classes = tuple(sorted(str(v) for v in counts[target]))
+        if len(classes) > 2:  # the engine scores binary classification (AUC) and regression only
+            raise MulticlassTarget(target, len(classes))
         positive = _positive_class(counts) if len(classes) == 2 else None
         metric = "roc_auc" if len(classes) == 2 else "log_loss"
     else:

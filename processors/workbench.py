@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from processors.sources import SourcePolicy
+
 Emit = Callable[[Sequence[Any]], None]
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ class Workbench:
     sandbox_options: dict[str, float] = field(default_factory=dict)
     emit: Emit = lambda commands: None  # set by the runtime: commit interim results now
     # (source, tenant) -> something `load_table` reads; the API wires in its stored connections
+    # and its source policy (gateway/runtime_wiring.py), which this carries for the agents
     resolve_source: Callable[[str, str], str] = lambda source, tenant: source
+    source_policy: SourcePolicy = field(default_factory=SourcePolicy.local)
     _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     _sandbox: Any = None
     _kb: Any = None

@@ -13,6 +13,7 @@ the insert succeeded; the projector resumes from it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from commands.store import EventStore
 from domain import job
 from domain.envelope import Envelope
 from schemas.codec import event_to_dict
+
+log = logging.getLogger("afep.projections")
 
 EVENTS_DDL = """CREATE TABLE IF NOT EXISTS events (
     event_id String, position UInt64, tenant_id LowCardinality(String), project_id String, job_id String,
@@ -189,6 +192,22 @@ class ClickHouseEventsProjection:
             _utc(envelope.occurred_at),
         ]
 
+    def _row_or_skip(self, envelope: Envelope) -> list[Any] | None:
+        """The row for `envelope`, or None (logged as an alert) when a stored event cannot be copied:
+        one poison event must not stop the copy of the log for every tenant."""
+        try:
+            return self._row(envelope)
+        except Exception as error:  # noqa: BLE001 - whatever fails on one event, the copy goes on
+            log.error(
+                "ALERT projection %s skipped event %s at log position %d: %s: %s",
+                self.name,
+                envelope.event_type,
+                envelope.position,
+                type(error).__name__,
+                error,
+            )
+            return None
+
     def catch_up(self) -> int:
         position = self.position()
         while True:
@@ -196,7 +215,9 @@ class ClickHouseEventsProjection:
             if not batch:
                 return position
             token = f"{self.name}:{batch[0].position}-{batch[-1].position}"
-            self.ch.insert("events", [self._row(e) for e in batch], EVENT_COLUMNS, token=token)
+            rows: list[Sequence[Any]] = [row for row in map(self._row_or_skip, batch) if row is not None]
+            if rows:
+                self.ch.insert("events", rows, EVENT_COLUMNS, token=token)
             position = batch[-1].position
             self.ch.insert("projection_checkpoints", [[self.name, position]], ("name", "position"))
 

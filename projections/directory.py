@@ -2,7 +2,12 @@
 
 These are not folded from the event log (the domain has no events for them yet);
 they live in the read-model database next to the projections, through the same
-SQL layer. Connection credentials are stored only as Fernet ciphertext.
+SQL layer. Connection credentials are stored only as Fernet ciphertext, under a key
+derived from the deployment secret; previous secrets still decrypt (`MultiFernet`)
+until `afep keys rotate-secret` re-encrypts everything under the current one.
+
+Project and connection ids are scoped per tenant: the primary key is (tenant_id, id).
+A tenant is deleted softly (`deleted_at`): its keys are revoked, its records stay.
 """
 
 from __future__ import annotations
@@ -10,29 +15,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from projections.database import Database, Row
+from projections.database import Database, Row, Tx
 from projections.jobs import iso
 from projections.pagination import Page, clamp_limit, decode_cursor, page_of
 
 TIERS = ("free", "pro", "enterprise")
+_PROJECTS = """CREATE TABLE IF NOT EXISTS {projects} (
+        id TEXT NOT NULL, seq BIGINT NOT NULL, tenant_id TEXT NOT NULL, name TEXT NOT NULL,
+        description TEXT NOT NULL, default_connection_id TEXT, settings TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (tenant_id, id))"""
+_CONNECTIONS = """CREATE TABLE IF NOT EXISTS {connections} (
+        id TEXT NOT NULL, seq BIGINT NOT NULL, tenant_id TEXT NOT NULL, project_id TEXT, name TEXT NOT NULL,
+        kind TEXT NOT NULL, location TEXT NOT NULL, secret TEXT NOT NULL, schema_cache TEXT,
+        created_at TEXT NOT NULL, PRIMARY KEY (tenant_id, id))"""
 DDL = (
     """CREATE TABLE IF NOT EXISTS {tenants} (
         id TEXT PRIMARY KEY, seq BIGINT NOT NULL, name TEXT NOT NULL, slug TEXT NOT NULL UNIQUE, tier TEXT NOT NULL,
-        settings TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS {projects} (
-        id TEXT PRIMARY KEY, seq BIGINT NOT NULL, tenant_id TEXT NOT NULL, name TEXT NOT NULL,
-        description TEXT NOT NULL, default_connection_id TEXT, settings TEXT NOT NULL,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS {connections} (
-        id TEXT PRIMARY KEY, seq BIGINT NOT NULL, tenant_id TEXT NOT NULL, project_id TEXT, name TEXT NOT NULL,
-        kind TEXT NOT NULL, location TEXT NOT NULL, secret TEXT NOT NULL, schema_cache TEXT,
-        created_at TEXT NOT NULL)""",
+        settings TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT)""",
+    _PROJECTS,
+    _CONNECTIONS,
     """CREATE TABLE IF NOT EXISTS {api_keys} (
         key_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL, role TEXT NOT NULL,
         created_at TEXT NOT NULL, revoked_at TEXT)""",
@@ -44,9 +52,10 @@ CONNECTION_KINDS = {
     "postgres": "postgresql",
     "mysql": "mysql",
     "mysql+pymysql": "mysql",
+    "upload": "upload",  # a file in the tenant's upload area (gateway/routes/uploads.py)
 }
 _PUBLIC = {
-    "tenants": "id, name, slug, tier, settings, created_at, updated_at",
+    "tenants": "id, name, slug, tier, settings, created_at, updated_at, deleted_at",
     "projects": "id, tenant_id, name, description, default_connection_id, settings, created_at, updated_at",
     "connections": "id, tenant_id, project_id, name, kind, location, schema_cache, created_at",
 }
@@ -56,8 +65,72 @@ class UnsupportedConnection(ValueError):
     """The URI is not one we can read; the message lists what is supported."""
 
 
+class UndecryptableConnection(ValueError):
+    """A connection's credentials were encrypted under a secret this server no longer has."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(
+            f"connection {connection_id!r} was encrypted with a secret this server no longer has; "
+            "re-create it or set AFEP_SECRET_KEYS_OLD to the previous AFEP_SECRET_KEY"
+        )
+        self.connection_id = connection_id
+
+
+class TenantDeleted(ValueError):
+    """The tenant was deleted by a platform admin: no new keys, no access."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} was deleted; ask the platform operator to restore it or use another")
+        self.tenant_id = tenant_id
+
+
 def create_tables(db: Database) -> None:
     db.run_script(DDL)
+    with db.transaction() as tx:
+        _migrate(tx)
+
+
+# Data dirs made before ids were scoped per tenant have `id` alone as the primary key
+# of projects and connections, and tenants without `deleted_at`: rebuild or extend them.
+_REBUILD = {"projects": _PROJECTS, "connections": _CONNECTIONS}
+
+
+def _migrate(tx: Tx) -> None:
+    for name, ddl in _REBUILD.items():
+        if _primary_key(tx, name) == ["id"]:
+            columns = ", ".join(_columns(tx, name))
+            tx.execute(ddl.replace("{" + name + "}", "{" + name + "_scoped}"))
+            tx.execute(f"INSERT INTO {{{name}_scoped}} ({columns}) SELECT {columns} FROM {{{name}}}")
+            tx.execute(f"DROP TABLE {{{name}}}")
+            tx.execute(f"ALTER TABLE {{{name}_scoped}} RENAME TO {{{name}}}")
+    if "deleted_at" not in _columns(tx, "tenants"):
+        tx.execute("ALTER TABLE {tenants} ADD COLUMN deleted_at TEXT")
+
+
+def _columns(tx: Tx, name: str) -> list[str]:
+    if tx.dialect == "sqlite":
+        return [r["name"] for r in tx.all(f"PRAGMA table_info({{{name}}})")]
+    return [
+        r["name"]
+        for r in tx.all(
+            f"SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass('{{{name}}}') "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        )
+    ]
+
+
+def _primary_key(tx: Tx, name: str) -> list[str]:
+    if tx.dialect == "sqlite":
+        rows = [r for r in tx.all(f"PRAGMA table_info({{{name}}})") if r["pk"]]
+        return [r["name"] for r in sorted(rows, key=lambda r: r["pk"])]
+    return [
+        r["name"]
+        for r in tx.all(
+            "SELECT a.attname AS name FROM pg_index i "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            f"WHERE i.indrelid = to_regclass('{{{name}}}') AND i.indisprimary ORDER BY a.attnum"
+        )
+    ]
 
 
 def _next_seq(db: Database, table: str) -> int:
@@ -114,11 +187,53 @@ def list_tenants(db: Database, tenant_ids: list[str] | None, *, cursor: str | No
     return Page([_json(r, "settings") for r in page.items], page.next_cursor)  # type: ignore[misc]
 
 
-def delete_tenant(db: Database, tenant_id: str) -> bool:
+def is_deleted(db: Database, tenant_id: str) -> bool:
+    with db.transaction(write=False) as tx:
+        return tx.scalar("SELECT deleted_at FROM {tenants} WHERE id = ?", (tenant_id,)) is not None
+
+
+def tenant_known(db: Database, tenant_id: str) -> bool:
+    """A tenant exists once it has a row (POST /tenants) or an API key (`afep keys create`)."""
+    with db.transaction(write=False) as tx:
+        return bool(
+            tx.scalar("SELECT id FROM {tenants} WHERE id = ?", (tenant_id,))
+            or tx.scalar("SELECT key_id FROM {api_keys} WHERE tenant_id = ?", (tenant_id,))
+        )
+
+
+def _ensure_tenant(tx: Tx, tenant_id: str, at: datetime) -> None:
+    """The row of a tenant that so far only had keys (made by `afep keys create`): free tier."""
+    tx.execute(
+        """INSERT INTO {tenants} (id, seq, name, slug, tier, settings, created_at, updated_at)
+        VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM {tenants}), ?, ?, 'free', '{}', ?, ?)
+        ON CONFLICT (id) DO NOTHING""",
+        (tenant_id, tenant_id, tenant_id, iso(at), iso(at)),
+    )
+
+
+def set_tier(db: Database, tenant_id: str, tier: str, at: datetime) -> Row:
+    if tier not in TIERS:
+        raise ValueError(f"tier {tier!r} is unknown; use one of: {', '.join(TIERS)}")
     with db.transaction() as tx:
-        for table in ("projects", "connections", "api_keys"):
-            tx.execute(f"DELETE FROM {{{table}}} WHERE tenant_id = ?", (tenant_id,))
-        return tx.execute("DELETE FROM {tenants} WHERE id = ?", (tenant_id,)) > 0
+        _ensure_tenant(tx, tenant_id, at)
+        tx.execute("UPDATE {tenants} SET tier = ?, updated_at = ? WHERE id = ?", (tier, iso(at), tenant_id))
+    return get_tenant(db, tenant_id)  # type: ignore[return-value]
+
+
+def delete_tenant(db: Database, tenant_id: str, at: datetime) -> int:
+    """Soft delete: mark the tenant deleted and revoke its keys; jobs, projects and audit stay.
+
+    Returns how many keys were revoked.
+    """
+    with db.transaction() as tx:
+        _ensure_tenant(tx, tenant_id, at)
+        tx.execute(
+            "UPDATE {tenants} SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+            (iso(at), iso(at), tenant_id),
+        )
+        return tx.execute(
+            "UPDATE {api_keys} SET revoked_at = ? WHERE tenant_id = ? AND revoked_at IS NULL", (iso(at), tenant_id)
+        )
 
 
 # ----------------------------------------------------------------- projects
@@ -170,10 +285,21 @@ def delete_project(db: Database, tenant_id: str, project_id: str) -> bool:
 # -------------------------------------------------------------- connections
 
 
-def cipher(secret_key: str) -> Fernet:
-    """A Fernet key derived from the deployment secret (a separate derivation from the JWT use)."""
+def _fernet(secret_key: str) -> Fernet:
     digest = hashlib.sha256(b"afep/connection-credentials/v1\0" + secret_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def cipher(secrets: str | Sequence[str]) -> MultiFernet:
+    """Fernet keys derived from the deployment secrets (a separate derivation from the JWT use).
+
+    `secrets` is the current secret, or the current one followed by previous ones: new
+    ciphertext uses the first, decryption tries each in turn.
+    """
+    keys = [secrets] if isinstance(secrets, str) else [k for k in secrets if k]
+    if not keys:
+        raise ValueError("no secret to encrypt connection credentials with; set AFEP_SECRET_KEY")
+    return MultiFernet([_fernet(k) for k in keys])
 
 
 def classify(uri: str) -> tuple[str, str]:
@@ -202,7 +328,7 @@ def classify(uri: str) -> tuple[str, str]:
 
 def create_connection(
     db: Database,
-    secret_key: str,
+    secret_key: str | Sequence[str],
     tenant_id: str,
     connection_id: str,
     name: str,
@@ -230,13 +356,44 @@ def get_connection(db: Database, tenant_id: str, connection_id: str) -> Row | No
     return _json(row, "schema_cache")
 
 
-def connection_uri(db: Database, secret_key: str, tenant_id: str, connection_id: str) -> str | None:
-    """The decrypted URI, for the code that opens the connection. Never returned by the API."""
+def connection_uri(db: Database, secrets: str | Sequence[str], tenant_id: str, connection_id: str) -> str | None:
+    """The decrypted URI, for the code that opens the connection. Never returned by the API.
+
+    `secrets`: the current secret, or it and the previous ones (`Settings.connection_secrets`).
+    Raises UndecryptableConnection when none of them decrypts it.
+    """
     with db.transaction(write=False) as tx:
         secret = tx.scalar(
             "SELECT secret FROM {connections} WHERE id = ? AND tenant_id = ?", (connection_id, tenant_id)
         )
-    return cipher(secret_key).decrypt(str(secret).encode()).decode() if secret else None
+    if not secret:
+        return None
+    try:
+        return cipher(secrets).decrypt(str(secret).encode()).decode()
+    except (InvalidToken, ValueError):
+        raise UndecryptableConnection(connection_id) from None
+
+
+def rotate_secrets(db: Database, secrets: Sequence[str]) -> tuple[int, list[str]]:
+    """Re-encrypt every connection under the first of `secrets`.
+
+    Returns (how many were re-encrypted, "tenant/id" of those no secret decrypts).
+    """
+    keys = cipher(secrets)
+    rotated, stuck = 0, []
+    with db.transaction() as tx:
+        for row in tx.all("SELECT tenant_id, id, secret FROM {connections} ORDER BY seq"):
+            try:
+                fresh = keys.rotate(str(row["secret"]).encode()).decode()
+            except InvalidToken:
+                stuck.append(f"{row['tenant_id']}/{row['id']}")
+                continue
+            tx.execute(
+                "UPDATE {connections} SET secret = ? WHERE tenant_id = ? AND id = ?",
+                (fresh, row["tenant_id"], row["id"]),
+            )
+            rotated += 1
+    return rotated, stuck
 
 
 def list_connections(db: Database, tenant_id: str, *, cursor: str | None = None, limit: int = 50) -> Page:
@@ -273,6 +430,8 @@ def hash_key(key: str) -> str:
 
 def store_api_key(db: Database, key: str, key_id: str, tenant_id: str, role: str, at: datetime) -> None:
     with db.transaction() as tx:
+        if tx.scalar("SELECT deleted_at FROM {tenants} WHERE id = ?", (tenant_id,)) is not None:
+            raise TenantDeleted(tenant_id)
         tx.execute(
             "INSERT INTO {api_keys} (key_hash, key_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?, ?)",
             (hash_key(key), key_id, tenant_id, role, iso(at)),
@@ -280,7 +439,32 @@ def store_api_key(db: Database, key: str, key_id: str, tenant_id: str, role: str
 
 
 def find_api_key(db: Database, key: str) -> Row | None:
+    """The key's row, revoked ones included (`revoked_at`), with `tenant_deleted_at`."""
     with db.transaction(write=False) as tx:
         return tx.one(
-            "SELECT key_id, tenant_id, role FROM {api_keys} WHERE key_hash = ? AND revoked_at IS NULL", (hash_key(key),)
+            "SELECT k.key_id, k.tenant_id, k.role, k.revoked_at, t.deleted_at AS tenant_deleted_at "
+            "FROM {api_keys} k LEFT JOIN {tenants} t ON t.id = k.tenant_id WHERE k.key_hash = ?",
+            (hash_key(key),),
         )
+
+
+_KEY_COLUMNS = "key_id, tenant_id, role, created_at, revoked_at"
+
+
+def list_api_keys(db: Database, tenant_id: str | None) -> list[Row]:
+    """Every key (tenant_id None: the platform operator) or one tenant's; never the hash."""
+    where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else ("", ())
+    with db.transaction(write=False) as tx:
+        return tx.all(f"SELECT {_KEY_COLUMNS} FROM {{api_keys}} {where} ORDER BY created_at, key_id", params)
+
+
+def get_api_key(db: Database, key_id: str) -> Row | None:
+    with db.transaction(write=False) as tx:
+        return tx.one(f"SELECT {_KEY_COLUMNS} FROM {{api_keys}} WHERE key_id = ?", (key_id,))
+
+
+def revoke_api_key(db: Database, key_id: str, at: datetime) -> Row | None:
+    """Revoke the key (idempotent); None when there is no such key."""
+    with db.transaction() as tx:
+        tx.execute("UPDATE {api_keys} SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (iso(at), key_id))
+    return get_api_key(db, key_id)

@@ -57,8 +57,12 @@ def _upto(envelope: Envelope, as_of: AsOf) -> bool:
     return at <= as_of
 
 
-def timeline(store: EventStore, job_id: str, *, include_activity: bool = False) -> list[dict[str, Any]]:
+def timeline(
+    store: EventStore, job_id: str, *, include_activity: bool = False, as_of: AsOf | None = None
+) -> list[dict[str, Any]]:
     envelopes = _job_envelopes(store, job_id, _ALL_TYPES if include_activity else _DOMAIN_TYPES)
+    if as_of is not None:
+        envelopes = [e for e in envelopes if _upto(e, as_of)]
     return [
         {
             "position": e.position,

@@ -1,4 +1,4 @@
-"""OS-level confinement: network namespace, rlimits, privilege drop, seccomp."""
+"""OS-level confinement: network namespace, rlimits, an empty root, privilege drop, seccomp."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import signal
+import tempfile
 from dataclasses import dataclass
 
 from sandbox.seccomp import install_seccomp_filter
@@ -51,6 +52,29 @@ def address_space_bytes() -> int:
     return 0
 
 
+def enter_empty_root() -> str | None:
+    """chroot into a fresh directory that is already deleted: no file is reachable by path.
+
+    Call it after everything the process needs is imported and its input is in memory,
+    and before dropping privileges (chroot needs root). Returns None or why not.
+    """
+    if os.geteuid() != 0:
+        return "not root: no empty root (chroot); the run process can open any file its user can"
+    try:
+        path = tempfile.mkdtemp(prefix="afep-run-")
+        os.chmod(path, 0o555)  # an empty listing for `nobody`, rather than "permission denied"
+        try:
+            os.chdir(path)
+        finally:
+            os.rmdir(path)  # nothing can ever be created in it
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as exc:
+        os.chdir("/")
+        return f"chroot into an empty directory failed: {exc.strerror or exc}"
+    return None
+
+
 def confine_process(limits: RunLimits) -> list[str]:
     """Confine the calling (single-threaded, freshly forked) process. Returns degradations."""
     degraded: list[str] = []
@@ -61,7 +85,9 @@ def confine_process(limits: RunLimits) -> list[str]:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
     resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_OPEN_FILES, MAX_OPEN_FILES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.chdir("/")
+    problem = enter_empty_root()
+    if problem:
+        degraded.append(problem)
     if os.geteuid() == 0:
         os.setgroups([])
         os.setgid(NOBODY)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from sandbox.policy import ALLOWED_MODULES, is_allowed_module
+from sandbox.policy import ALLOWED_MODULES, FORBIDDEN_ATTRIBUTE_PREFIXES, FORBIDDEN_ATTRIBUTES, is_allowed_module
 
 _SAFE_BUILTIN_NAMES = (
     "abs", "all", "any", "bin", "bool", "bytearray", "bytes", "chr", "dict", "divmod", "enumerate", "filter", "float",
@@ -52,6 +52,10 @@ class ModuleProxy:
             if not is_allowed_module(value.__name__):
                 raise DeniedAttribute(f"module '{value.__name__}' is not available in the sandbox")
             return ModuleProxy(value)
+        if name in FORBIDDEN_ATTRIBUTES or name.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES):
+            raise DeniedAttribute(
+                f"'{module.__name__}.{name}' is not available in the sandbox: it reaches files, SQL or FFI"
+            )
         return value
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -73,6 +77,30 @@ def guarded_import(
         raise DeniedImport(f"import of '{name}' is not allowed: only {', '.join(ALLOWED_MODULES)} are allowed")
     module = importlib.import_module(name)
     return ModuleProxy(module if fromlist else sys.modules[name.partition(".")[0]])
+
+
+# Methods of Polars objects (not modules, so no ModuleProxy sees them) that reach files:
+# SQL table functions (`read_parquet('/x')`) and deserializers that take a path.
+FILE_METHODS = {"DataFrame": ("sql", "deserialize"), "LazyFrame": ("sql", "deserialize"), "Expr": ("deserialize",)}
+
+
+def disarm_file_methods() -> None:
+    """Make Polars' SQL and deserialize methods raise Denied. Only for a run process: it
+    changes the classes for the whole (forked, throwaway) process."""
+    import polars as pl
+
+    for class_name, methods in FILE_METHODS.items():
+        cls = getattr(pl, class_name)
+        for method in methods:
+            if hasattr(cls, method):
+                setattr(cls, method, _refuse(f"polars.{class_name}.{method}"))
+
+
+def _refuse(name: str) -> Any:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise DeniedAttribute(f"'{name}' is not available in the sandbox: it reaches files")
+
+    return refused
 
 
 def feature_globals() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +32,10 @@ _BACKSTOP_GRACE_S = 5.0  # on top of the worker's own per-run wall-clock kill
 _TRANSFER_TIMEOUT_S = 120.0
 DEFAULT_LIMITS = SandboxLimits()
 _RUN_LIMIT_FIELDS = ("cpu_seconds", "memory_bytes", "file_bytes")
+
+
+class BadReply(ValueError):
+    """The worker answered something that is not a results frame for this request."""
 
 
 @dataclass(frozen=True)
@@ -202,12 +207,13 @@ class Sandbox:
                 worker = self._ensure_worker()
                 reply, payload = self._request(worker, request, len(codes) * (2 if shared else 1))
                 if reply.get("op") == "missing":
-                    for key in reply["keys"]:
+                    for key in _missing_keys(reply, {table_key, masks_key}):
                         self._put(worker, key, masks)
                     reply, payload = self._request(worker, request, len(codes) * (2 if shared else 1))
-            except (ChannelClosed, ChannelTimeout, ValueError, KeyError, OSError) as exc:
+                return _unpack(reply, payload, len(codes), data.num_rows, n_fits)
+            except (ChannelClosed, ChannelTimeout, ValueError, KeyError, TypeError, OSError) as exc:
+                # a killed worker, a garbled or partial reply: every code of the request fails, never the caller
                 return [self._worker_failure(exc, time.monotonic() - started)] * len(codes)
-        return _unpack(reply, payload, data.num_rows, n_fits)
 
     # worker plumbing -------------------------------------------------------------------
     def _ensure_worker(self) -> _Worker:
@@ -281,17 +287,42 @@ def _digest(data: bytes, salt: str) -> str:
     return hashlib.blake2b(data, digest_size=16, person=salt.encode()[:16]).hexdigest()
 
 
-def _unpack(reply: dict[str, Any], payload: bytes, n_rows: int, n_fits: int) -> list[SandboxResult]:
+def _missing_keys(reply: dict[str, Any], known: set[str | None]) -> list[str]:
+    keys = reply.get("keys")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k in known for k in keys):
+        raise BadReply(f"the worker asked for unknown data {str(keys)[:80]}")
+    return keys
+
+
+_VIOLATIONS = frozenset({"policy", "timeout", "memory", "cpu", "error", "output", "crash"})
+
+
+def _unpack(reply: dict[str, Any], payload: bytes, n_codes: int, n_rows: int, n_fits: int) -> list[SandboxResult]:
+    """The results of a reply, one per code; raises BadReply for anything else."""
+    items = reply.get("results")
+    if reply.get("op") != "results" or not isinstance(items, list):
+        raise BadReply(f"the worker replied {str(reply.get('op'))[:40]!r} without results")
+    if len(items) != n_codes:
+        raise BadReply(f"the worker answered {len(items)} of {n_codes} codes")
+    size = n_rows * n_fits * 8
+    if len(payload) != size * sum(1 for item in items if isinstance(item, dict) and item.get("ok") is True):
+        raise BadReply(f"the worker sent {len(payload)} bytes of values; expected a multiple of {size}")
     results: list[SandboxResult] = []
-    offset, size = 0, n_rows * n_fits * 8
-    for item in reply["results"]:
-        values = None
-        if item["ok"]:
-            values = (
-                np.frombuffer(payload, dtype=np.float64, count=n_rows * n_fits, offset=offset)
-                .reshape(n_rows, n_fits)
-                .copy()
-            )
+    offset = 0
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadReply("a result is not an object")
+        if item.get("ok") is True:
+            values = np.frombuffer(payload, dtype=np.float64, count=n_rows * n_fits, offset=offset)
+            results.append(SandboxResult(True, None, values.reshape(n_rows, n_fits).copy(), _seconds(item), None))
             offset += size
-        results.append(SandboxResult(item["ok"], item["reason"], values, float(item["duration_s"]), item["violation"]))
+        else:
+            violation: Violation = item["violation"] if item.get("violation") in _VIOLATIONS else "crash"
+            reason = str(item.get("reason") or "the sandbox gave no reason")[:1000]
+            results.append(SandboxResult.failure(violation, reason, _seconds(item)))
     return results
+
+
+def _seconds(item: dict[str, Any]) -> float:
+    value = item.get("duration_s")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0

@@ -4,6 +4,7 @@ forks one confined process per run. It never executes feature code itself."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import json
 import os
@@ -11,6 +12,7 @@ import resource
 import select
 import signal
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 from typing import Any
@@ -21,10 +23,11 @@ import pyarrow as pa
 
 from sandbox.confinement import RunLimits, confine_process, die_with_parent, enter_network_namespace
 from sandbox.execution import FeatureFailed, compute_feature
+from sandbox.namespace import disarm_file_methods
 from sandbox.protocol import ChannelClosed, read_frame, write_frame
 
-# Run processes drop to `nobody`, which may not be able to read the stdlib (e.g. under
-# /root/.pyenv), so whatever feature code or Polars imports lazily is imported here first.
+# Run processes see no files at all (an empty chroot) and run as `nobody`, so whatever
+# feature code or Polars imports or loads lazily is imported here first (and `_warm_up`).
 WARM_IMPORTS = (
     "polars.selectors", "numpy.linalg", "numpy.random", "numpy.fft", "numpy.ma", "math", "datetime",
     "re", "zoneinfo", "json", "decimal", "fractions", "statistics", "secrets", "hmac", "encodings.idna",
@@ -42,8 +45,7 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)  # stray prints must never corrupt the protocol stream
     die_with_parent()
-    for name in WARM_IMPORTS:
-        importlib.import_module(name)
+    _warm_up()
     net_problem = enter_network_namespace() if "--netns" in sys.argv else "network isolation disabled"
     hello = {"op": "hello", "pid": os.getpid(), "network_isolated": net_problem is None, "problems": []}
     hello["problems"] = ([net_problem] if net_problem else []) + _probe_confinement()
@@ -63,6 +65,19 @@ def main() -> None:
             write_frame(proto_out, {"op": "stored"})
         elif meta["op"] == "run":
             _serve_run(proto_out, meta, cache)
+
+
+def _warm_up() -> None:
+    """Import, once, what feature code reaches lazily, before any run is forked.
+
+    Only imports: computing anything with Polars here would start its thread pool, and a
+    process forked from one with running threads deadlocks on the pool's first use.
+    """
+    for name in WARM_IMPORTS:
+        importlib.import_module(name)
+    tempfile.gettempdir()  # the run process makes its empty root there; find it once
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libgcc_s.so.1")  # glibc loads it lazily when a thread exits
 
 
 def _decode_blob(meta: dict[str, Any], payload: bytes) -> Any:
@@ -169,6 +184,7 @@ def _child(
         os.dup2(err_w, 2)
         os.closerange(3, result_w)
         os.closerange(result_w + 1, max(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        disarm_file_methods()
         for problem in confine_process(limits):
             print(f"sandbox: {problem}", file=sys.stderr)
         for code in [codes] if isinstance(codes, str) else codes:

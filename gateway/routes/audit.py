@@ -1,4 +1,7 @@
-"""/api/v1/audit: the tenant's audit trail, Admin only, newest first."""
+"""/api/v1/audit: the tenant's audit trail, Admin only, newest first.
+
+Platform admins may read any tenant's trail (`?tenant=`), deleted tenants' included.
+"""
 
 from __future__ import annotations
 
@@ -43,10 +46,16 @@ async def search_audit(
     until: datetime | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    tenant: Annotated[str | None, Query(description="platform admins only: another tenant's trail")] = None,
 ) -> dict[str, Any]:
+    scope = tenant or auditor.principal.tenant_id
+    if scope != auditor.principal.tenant_id and not auditor.principal.operates_platform:
+        raise Problem(
+            403, "Forbidden", "only platform admins read other tenants' audit trails; omit `tenant`", kind="forbidden"
+        )
     rows = await anyio.to_thread.run_sync(
         lambda: services.audit.search(
-            auditor.principal.tenant_id,
+            scope,
             actor=actor,
             action=action,
             resource_type=resource_type,

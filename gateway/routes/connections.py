@@ -13,6 +13,9 @@ from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
+from gateway.routes.uploads import source_problem
+from gateway.validation import ClientId, Name, Source
+from processors.sources import SourceError
 from projections import directory
 from projections.database import IntegrityViolation
 
@@ -20,10 +23,13 @@ router = APIRouter(prefix="/connections", tags=["connections"])
 
 
 class ConnectionIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
-    uri: str = Field(description="a .csv/.parquet path, or sqlite:///, duckdb:///, postgresql://, mysql:// URI")
-    project_id: str | None = None
-    id: str | None = None
+    name: Name = Field(min_length=1, max_length=255)
+    uri: Source = Field(
+        description="upload://NAME (POST /api/v1/uploads), a .csv/.parquet path under the operator's source "
+        "roots, or sqlite:///, duckdb:///, postgresql://, mysql:// on an allowed host"
+    )
+    project_id: ClientId | None = None
+    id: ClientId | None = None
 
 
 def secret_key(services: ServicesDep) -> str:
@@ -44,6 +50,11 @@ def create_connection(
     if body.project_id and directory.get_project(services.db, tenant, body.project_id) is None:
         raise not_found("project", body.project_id, "create it with POST /api/v1/projects")
     connection_id = body.id or str(uuid.uuid4())
+    try:
+        services.settings.source_policy.admit(body.uri, tenant)
+    except SourceError as error:
+        auditor.record("connection.create", "connection", connection_id, new={"refused": str(error)}, status=422)
+        raise source_problem(error) from None
     try:
         row = directory.create_connection(
             services.db,

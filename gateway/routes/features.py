@@ -14,6 +14,7 @@ from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import not_found
 from gateway.routes.jobs import PageOut, page_out
+from gateway.validation import Text
 from projections import features, lineage
 
 router = APIRouter(prefix="/features", tags=["features"])
@@ -21,11 +22,11 @@ HINT = "list your features with GET /api/v1/features"
 
 
 class ApproveRequest(BaseModel):
-    comment: str = ""
+    comment: Text = ""
 
 
 class DeprecateRequest(BaseModel):
-    reason: str
+    reason: Text
 
 
 def owned_feature(services: ServicesDep, tenant: str, feature_id: str) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from domain import job
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
+from gateway.public import public
+from gateway.routes.uploads import admitted
+from gateway.validation import Budget, ClientId, Name, Source, Text
 from projections import agents, directory, history, jobs
 from projections.pagination import Page
 
@@ -22,21 +25,21 @@ HINT = "list your jobs with GET /api/v1/jobs"
 
 
 class JobRequest(BaseModel):
-    project_id: str
-    source: str | None = Field(default=None, description="dataset path or URI; or give connection_id")
-    connection_id: str | None = None
-    table: str | None = None
-    target: str
+    project_id: ClientId
+    source: Source | None = Field(default=None, description="dataset path or URI; or give connection_id")
+    connection_id: ClientId | None = None
+    table: Name | None = None
+    target: Name = Field(min_length=1)
     task: str = Field(default="auto", pattern="^(auto|classification|regression)$")
-    budget_seconds: float = Field(default=600.0, gt=0)
+    budget_seconds: Budget = 600.0
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     max_rounds: int = Field(default=job.DEFAULT_MAX_ROUNDS, ge=1, le=100)
     max_candidates: int = Field(default=50, ge=1, le=10_000)
-    job_id: str | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
+    job_id: ClientId | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
 
 
 class CancelRequest(BaseModel):
-    reason: str = "cancelled by user"
+    reason: Text = "cancelled by user"
 
 
 class PageOut(BaseModel):
@@ -46,7 +49,8 @@ class PageOut(BaseModel):
 
 def page_out(page: Page) -> PageOut:
     return PageOut(
-        items=[{k: v for k, v in row.items() if k != "seq"} for row in page.items], next_cursor=page.next_cursor
+        items=[public({k: v for k, v in row.items() if k != "seq"}) for row in page.items],
+        next_cursor=page.next_cursor,
     )
 
 
@@ -60,7 +64,32 @@ def owned_job(services: ServicesDep, tenant: str, job_id: str) -> dict[str, Any]
     return row
 
 
-@router.post("", status_code=201)
+JOB_IDS = uuid.UUID("5d0c1f0e-7a4b-4f3e-9c55-0a2f6b1d8e11")  # namespace of tenant-derived job ids
+
+
+def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
+    """The id a job requested with the client's `job_id` is stored under.
+
+    The client's id itself, unless another tenant's job has it: then a fresh id derived
+    from (tenant, client id), the same on every repeat, so nothing is revealed.
+    """
+    owner = jobs.job_tenant(services.db, client_id)
+    if owner is None:
+        services.projector.catch_up()  # maybe another process just appended it
+        owner = jobs.job_tenant(services.db, client_id)
+    if owner is None or owner["tenant_id"] == tenant:
+        return client_id
+    return str(uuid.uuid5(JOB_IDS, f"{tenant}\0{client_id}"))
+
+
+@router.post(
+    "",
+    status_code=201,
+    description="Request a job. `job_id` is an idempotency key: repeating the request answers 200 with the "
+    "same job. The job's id is `job_id` unless another tenant's job already uses it; then the job gets an id "
+    "derived from your tenant and `job_id` (the same on every repeat), so always use the `id` in the response "
+    "and the Location header.",
+)
 def create_job(
     body: JobRequest, services: ServicesDep, response: Response, auditor: Auditor = allowed(Permission.CREATE_JOB)
 ) -> dict[str, Any]:
@@ -75,10 +104,8 @@ def create_job(
         source = body.source
     else:
         raise Problem(422, "Unprocessable Content", "give `source` (a path or URI) or `connection_id`")
-    job_id = body.job_id or str(uuid.uuid4())
-    existing = jobs.job_tenant(services.db, job_id)
-    if existing is not None and existing["tenant_id"] != tenant:
-        raise Problem(409, "Conflict", f"job id {job_id!r} is taken; omit job_id to get a fresh one")
+    admitted(services, auditor, source, body.table)  # the source policy, before anything is stored
+    job_id = stored_job_id(services, tenant, body.job_id) if body.job_id else str(uuid.uuid4())
     command = job.RequestJob(
         job_id,
         body.project_id,
@@ -98,7 +125,7 @@ def create_job(
     row = owned_job(services, tenant, job_id)
     auditor.record("job.create", "job", job_id, new=row["status"], status=response.status_code or 201)
     response.headers["Location"] = f"/api/v1/jobs/{job_id}"
-    return row
+    return public(row)  # type: ignore[no-any-return]
 
 
 @router.get("")
@@ -126,8 +153,8 @@ def get_job(
 ) -> dict[str, Any]:
     row = owned_job(services, auditor.principal.tenant_id, job_id)
     if as_of is None:
-        return {k: v for k, v in row.items() if k != "seq"}
-    return history.as_of(services.store, job_id, history.parse_as_of(as_of))
+        return public({k: v for k, v in row.items() if k != "seq"})  # type: ignore[no-any-return]
+    return public(history.as_of(services.store, job_id, history.parse_as_of(as_of)))  # type: ignore[no-any-return]
 
 
 async def _transition(
@@ -138,7 +165,7 @@ async def _transition(
     await anyio.to_thread.run_sync(services.after_commands)
     after = owned_job(services, auditor.principal.tenant_id, job_id)
     auditor.record(action, "job", job_id, previous=before["status"], new=after["status"])
-    return {k: v for k, v in after.items() if k != "seq"}
+    return public({k: v for k, v in after.items() if k != "seq"})  # type: ignore[no-any-return]
 
 
 @router.post("/{job_id}/cancel")
@@ -161,10 +188,24 @@ async def retry_job(
 
 @router.get("/{job_id}/history")
 def job_history(
-    job_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.VIEW_JOB), include_activity: bool = False
+    job_id: str,
+    services: ServicesDep,
+    auditor: Auditor = allowed(Permission.VIEW_JOB),
+    include_activity: bool = False,
+    as_of: str | None = Query(
+        default=None, description="ISO-8601 time or log position: the timeline up to it, and the job as it was then"
+    ),
 ) -> dict[str, Any]:
     owned_job(services, auditor.principal.tenant_id, job_id)
-    return {"job_id": job_id, "timeline": history.timeline(services.store, job_id, include_activity=include_activity)}
+    point = None if as_of is None else history.parse_as_of(as_of)
+    out: dict[str, Any] = {
+        "job_id": job_id,
+        "timeline": history.timeline(services.store, job_id, include_activity=include_activity, as_of=point),
+    }
+    if point is not None:
+        out["as_of"] = as_of
+        out["state"] = history.as_of(services.store, job_id, point)
+    return public(out)  # type: ignore[no-any-return]
 
 
 @router.get("/{job_id}/executions")

@@ -3,6 +3,8 @@
 The SSE `id` is the global log position. A client reconnecting with
 `Last-Event-ID: N` gets everything after N from the log (no gap, no duplicate)
 and then follows live; the app's log follower wakes every feed on each append.
+A job's feed ends with `event: end` after the job's terminal event; a project's
+feed runs until the client leaves.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gateway.auth import Permission
 from gateway.bootstrap import Services
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
+from gateway.public import public
 from projections import directory, jobs
 from projections.jobs import iso
 from schemas.codec import event_to_dict, snake_name
@@ -40,7 +43,12 @@ def message(envelope: Envelope) -> dict[str, Any]:
             "type": "agent_trace",
             "job_id": e.job_id,
             "agent_type": e.agent,
-            "trace": {"type": e.kind, "content": e.message, "data": json.loads(e.data_json or "{}"), "timestamp": at},
+            "trace": {
+                "type": e.kind,
+                "content": e.message,
+                "data": public(json.loads(e.data_json or "{}")),  # no server paths
+                "timestamp": at,
+            },
         }
     if isinstance(e, activity.ProgressReported):
         return {
@@ -60,7 +68,7 @@ def message(envelope: Envelope) -> dict[str, Any]:
         "job_id": getattr(e, "job_id", ""),
         "agent_type": agent_of(envelope),
         "actor": envelope.actor,
-        "data": event_to_dict(e),
+        "data": public(event_to_dict(e)),  # no server paths (SchemaAnalyzed.dataset_path)
         "timestamp": at,
     }
 
@@ -104,6 +112,9 @@ def _start(last_event_id: str | None, query_value: int | None, services: Service
     return 0
 
 
+TERMINAL_EVENTS = (job.JobCompleted, job.JobFailed, job.JobCancelled)
+
+
 async def feed(
     request: Request,
     services: Services,
@@ -111,8 +122,14 @@ async def feed(
     belongs: Callable[[Envelope], bool],
     event_types: set[str],
     agent_types: set[str],
+    *,
+    ends: bool = False,
 ) -> AsyncIterator[ServerSentEvent]:
+    """Events after `start` that belong to the feed, live. With `ends` (a job's feed), the stream
+    closes with `event: end` once the job's terminal event is delivered and the log holds nothing
+    after it for the job (a retried job goes on: JobRetried clears the terminal mark)."""
     position = start
+    terminal: Envelope | None = None
     while True:
         batch = services.recent_after(position)
         if batch is None:  # older than the shared tail: catch up from the store
@@ -121,7 +138,13 @@ async def feed(
             )
         for envelope in batch:
             position = envelope.position
-            if belongs(envelope) and wanted(envelope, event_types, agent_types):
+            if not belongs(envelope):
+                continue
+            if isinstance(envelope.event, TERMINAL_EVENTS):
+                terminal = envelope
+            elif isinstance(envelope.event, job.JobRetried):
+                terminal = None
+            if wanted(envelope, event_types, agent_types):
                 yield ServerSentEvent(
                     data=json.dumps(message(envelope), default=str),
                     id=str(envelope.position),
@@ -129,6 +152,14 @@ async def feed(
                 )
         if len(batch) >= BATCH:
             continue
+        if ends and terminal is not None:
+            status = {job.JobCompleted: "completed", job.JobFailed: "failed"}.get(type(terminal.event), "cancelled")
+            yield ServerSentEvent(
+                data=json.dumps({"type": "end", "job_id": getattr(terminal.event, "job_id", ""), "status": status}),
+                id=str(position),
+                event="end",
+            )
+            return
         if await request.is_disconnected():
             return
         async with services.log_changed:
@@ -144,9 +175,11 @@ def _response(
     belongs: Callable[[Envelope], bool],
     event_types: list[str] | None,
     agent_types: list[str] | None,
+    *,
+    ends: bool = False,
 ) -> EventSourceResponse:
     return EventSourceResponse(
-        feed(request, services, start, belongs, _split(event_types), _split(agent_types)),
+        feed(request, services, start, belongs, _split(event_types), _split(agent_types), ends=ends),
         ping=services.heartbeat_seconds,
         headers={"Cache-Control": "no-store"},
     )
@@ -167,7 +200,13 @@ async def job_events(
         raise not_found("job", job_id, "list your jobs with GET /api/v1/jobs")
     start = _start(last_event_id, after, services)
     return _response(
-        request, services, start, lambda e: getattr(e.event, "job_id", None) == job_id, event_types, agent_types
+        request,
+        services,
+        start,
+        lambda e: getattr(e.event, "job_id", None) == job_id,
+        event_types,
+        agent_types,
+        ends=True,
     )
 
 

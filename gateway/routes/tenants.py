@@ -14,6 +14,7 @@ from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
+from gateway.validation import ClientId, Name, Text
 from projections import directory
 from projections.database import IntegrityViolation
 
@@ -21,17 +22,17 @@ router = APIRouter(tags=["tenants"])
 
 
 class TenantIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: Name = Field(min_length=1, max_length=255)
     slug: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     tier: str = Field(default="free", pattern="^(free|pro|enterprise)$")
-    id: str | None = None
+    id: ClientId | None = None
 
 
 class ProjectIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
-    description: str = ""
-    default_connection_id: str | None = None
-    id: str | None = None
+    name: Name = Field(min_length=1, max_length=255)
+    description: Text = ""
+    default_connection_id: ClientId | None = None
+    id: ClientId | None = None
 
 
 def _visible_tenant(auditor: Auditor, services: ServicesDep, tenant_id: str) -> dict[str, Any]:
@@ -51,8 +52,10 @@ def create_tenant(
         )
     slug = body.slug or re.sub(r"[^a-z0-9-]+", "-", body.name.lower()).strip("-")[:63] or "tenant"
     tenant_id = body.id or slug
-    if directory.get_tenant(services.db, tenant_id) is not None:
-        raise Problem(409, "Conflict", f"tenant {tenant_id!r} exists; choose another id or slug")
+    existing = directory.get_tenant(services.db, tenant_id)
+    if existing is not None:
+        state = "was deleted (its records are kept)" if existing["deleted_at"] else "exists"
+        raise Problem(409, "Conflict", f"tenant {tenant_id!r} {state}; choose another id or slug")
     try:
         row = directory.create_tenant(services.db, tenant_id, body.name, slug, body.tier, datetime.now(UTC))
     except IntegrityViolation as error:
@@ -79,13 +82,36 @@ def get_tenant(
     return _visible_tenant(auditor, services, tenant_id)
 
 
-@router.delete("/tenants/{tenant_id}", status_code=204)
+@router.delete(
+    "/tenants/{tenant_id}",
+    status_code=204,
+    description="Platform admins only. A soft delete: the tenant is marked deleted and its API keys are "
+    "revoked (its keys and tokens then get 401 'tenant deleted', and `afep keys create` refuses it); its jobs, "
+    "projects, connections and audit trail stay.",
+)
 def delete_tenant(
     tenant_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_TENANTS)
 ) -> Response:
-    before = _visible_tenant(auditor, services, tenant_id)
-    directory.delete_tenant(services.db, tenant_id)
-    auditor.record("tenant.delete", "tenant", tenant_id, previous=before, status=204)
+    if not auditor.principal.operates_platform:
+        auditor.record("denied.delete_tenant", "tenant", tenant_id, status=403)
+        raise Problem(
+            403,
+            "Forbidden",
+            "only admins of the 'platform' tenant delete tenants; ask your operator",
+            kind="forbidden",
+        )
+    if not directory.tenant_known(services.db, tenant_id):
+        raise not_found("tenant", tenant_id, "list tenants with GET /api/v1/tenants")
+    before = directory.get_tenant(services.db, tenant_id)
+    revoked = directory.delete_tenant(services.db, tenant_id, datetime.now(UTC))
+    auditor.record(
+        "tenant.delete",
+        "tenant",
+        tenant_id,
+        previous=before,
+        new={"deleted": True, "keys_revoked": revoked},
+        status=204,
+    )
     return Response(status_code=204)
 
 

@@ -12,6 +12,7 @@ sandbox, and a tool_result trace says so.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from commands.unit_of_work import Progress, Trace, load_feature, load_job
 from domain.envelope import Envelope
 from domain.feature import Feature, RecordEvaluation, RejectFeature, SelectFeature
 from domain.job import CompleteRound, CompleteStage, RoundStarted, StageCompleted
+from domain.validation import MAX_BUDGET_SECONDS
 from processors.agents.dataset import base_and_plan
 from processors.agents.planner import elapsed_seconds
 from processors.agents.sandboxing import run_codes
@@ -35,6 +37,7 @@ from processors.workbench import Workbench
 NAME = "evaluation"
 SUBSCRIBES = (RoundStarted, StageCompleted)
 DEADLINE_SHARE = 0.9  # evaluation must finish within this share of the job budget
+FALLBACK_BUDGET_SECONDS = 600.0  # for a NaN budget from a log written before requests were validated
 # Follow-up rounds explore around features already kept and rarely add one (3 of 25 jobs
 # on the benchmark): they confirm fewer candidates than the first round (CONFIRM_TOP).
 CONFIRM_TOP_FOLLOW_UP = 6
@@ -95,7 +98,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         )
         return out
 
-    remaining = DEADLINE_SHARE * job.request.budget_seconds - elapsed_seconds(store, job, bench)
+    remaining = DEADLINE_SHARE * usable_budget(job.request.budget_seconds) - elapsed_seconds(store, job, bench)
     deadline = time.monotonic() + max(5.0, remaining)
 
     def progress(stage: str, done_count: int, total: int) -> None:
@@ -236,3 +239,10 @@ def _warm_baseline(started: RoundStarted, store: EventStore, bench: Workbench) -
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def usable_budget(seconds: float) -> float:
+    """The job budget clamped into (0, 7 days]: requests are validated now, but old logs may hold any float."""
+    if math.isnan(seconds):
+        return FALLBACK_BUDGET_SECONDS
+    return min(max(seconds, 1.0), MAX_BUDGET_SECONDS)

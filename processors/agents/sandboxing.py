@@ -1,7 +1,8 @@
 """Run feature codes in the sandbox for some fit masks: shared by execution and evaluation.
 
-AFEP's own generated code (byte-identical to what codegen writes for the spec) runs a
-chunk per confined process; any other code gets a process per code.
+AFEP's own generated code (the same sha256 as what codegen writes for the spec, and
+passing the sandbox policy: `codegen.is_generated`) runs a chunk per confined process;
+any other code gets a process per code.
 """
 
 from __future__ import annotations

@@ -36,13 +36,23 @@ class Api:
     store: SqliteEventStore
     runtime: Wakeable
 
+    def tables(self, tenant: str) -> None:
+        """Put the tables the tests name (data.csv, d.csv) in `tenant`'s upload area."""
+        from processors.sources.policy import tenant_folder
+
+        area = self.settings.data_dir / "uploads" / tenant_folder(tenant)
+        area.mkdir(parents=True, exist_ok=True)
+        for name in ("data.csv", "d.csv"):
+            (area / name).write_text("a,y\n1,0\n2,1\n")
+
     def key(self, tenant: str, role: str) -> dict[str, str]:
+        self.tables(tenant)
         return {"Authorization": f"Bearer {create_api_key(self.settings, tenant, role)}"}
 
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    settings = Settings(data_dir=tmp_path, secret_key="test-secret-key-please-change-it-now")
+    settings = Settings(data_dir=tmp_path, secret_key="test-secret-key-please-change-it-now", source_hosts="db:5432")
     store = SqliteEventStore(settings.event_db_path)
     runtime = Wakeable()
     with TestClient(create_app(settings, store=store, runtime=runtime)) as client:
@@ -182,6 +192,7 @@ def test_role_matrix_and_audit_of_approval(api: Api) -> None:
 def test_jwt_hs256_and_bad_tokens(api: Api) -> None:
     token = issue_token(api.settings, "alice@acme", "acme", "Admin")
     bearer = {"Authorization": f"Bearer {token}"}
+    api.tables("acme")
     project(api, bearer)
     assert new_job(api, bearer)["requested_by"] == "alice@acme"
     forged = issue_token(
@@ -210,6 +221,12 @@ def test_history_and_as_of(api: Api) -> None:
     assert [f["status"] for f in now["features"]] == ["selected"]
     bad = api.client.get(f"/api/v1/jobs/{job_id}", params={"as_of": "yesterday"}, headers=admin)
     assert bad.status_code == 400
+    # the history endpoint takes the same as_of: the timeline up to it, and the job as it was then
+    past = api.client.get(f"/api/v1/jobs/{job_id}/history", params={"as_of": proposed_at}, headers=admin).json()
+    assert [t["event_type"] for t in past["timeline"]] == ["JobRequested", "FeatureProposed"]
+    assert past["state"]["job"]["status"] == "requested"
+    bad = api.client.get(f"/api/v1/jobs/{job_id}/history", params={"as_of": "yesterday"}, headers=admin)
+    assert bad.status_code == 400
 
 
 def test_connections_encrypt_credentials_and_never_return_them(api: Api) -> None:
@@ -224,7 +241,7 @@ def test_connections_encrypt_credentials_and_never_return_them(api: Api) -> None
     assert b"hunter2" not in api.settings.readmodel_db_path.read_bytes()
     assert api.client.get("/api/v1/connections", headers=api.key("acme", "viewer")).status_code == 403
     unsupported = api.client.post("/api/v1/connections", json={"name": "x", "uri": "ftp://x"}, headers=ds)
-    assert unsupported.status_code == 400 and "sqlite:///" in unsupported.json()["detail"]
+    assert unsupported.status_code == 422 and "sqlite:///" in unsupported.json()["detail"], unsupported.text
     conn_id = r.json()["id"]
     assert api.client.delete(f"/api/v1/connections/{conn_id}", headers=ds).status_code == 204
 

@@ -6,8 +6,11 @@ store and read models, real chdb). An Admin of the platform tenant is injected,
 so the calls get past authentication and reach the handlers. A project, a job
 with an analysed dataset, a selected feature and a connection are seeded, and a
 third of the cases aim their path parameters at them, so the handlers behind
-the 404s are fuzzed too. One more test keeps the generated credentials to fuzz
-authentication itself.
+the 404s are fuzzed too. Generated strings may hold NUL (`allow_x00`, set
+explicitly) and any UTF-8 character, negative cases break the schema's length
+limits, and a sixth of the body cases put a hostile string (NUL, control
+characters, 70 kB, 200 kB, over the 1 MiB body limit) into one field of a valid
+body. One more test keeps the generated credentials to fuzz authentication itself.
 
 Each operation is its own pytest item driven by Hypothesis directly: the
 schemathesis pytest plugin (`from_fixture(...).parametrize()`) does not run on
@@ -43,7 +46,7 @@ from projections import directory
 
 Case = GenericCase[Any]
 
-pytestmark = pytest.mark.clickhouse
+pytestmark = [pytest.mark.clickhouse, pytest.mark.filterwarnings("ignore:Generating overly large repr")]
 
 FUZZ = settings(
     max_examples=25,
@@ -54,6 +57,7 @@ FUZZ = settings(
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 # Path parameters that name seeded resources. No tenant: a DELETE would drop the caller's own tenant.
 SEEDED = {"project_id": "p1", "job_id": "j1", "feature_id": "f1", "connection_id": "c1"}
+HOSTILE_STRINGS = ("Sta\x00tus", "\x00", "a\x1b[2Jb", "line\r\nbreak", "x" * 70_000, "y" * 200_000, "z" * (2**20 + 1))
 # The spec is built without opening anything (create_app does no I/O until its lifespan starts).
 # DELETEs go last, so the seeded resources are still there for every other operation.
 OPERATIONS = sorted(
@@ -94,8 +98,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     store = SqliteEventStore(config.event_db_path)
     seed_events(store, SEEDED["job_id"], SEEDED["feature_id"], str(dataset))
     app = create_app(config, store=store)
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    schema.config.generation.update(allow_x00=True, codec="utf-8")  # NUL and any character in strings
     try:
-        yield Target(schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), key)
+        yield Target(schema, key)
     finally:
         asgi.shutdown_lifespans()  # runs the app's lifespan shutdown: closes chdb and the read models
         store.close()
@@ -125,11 +131,24 @@ def cases(target: Target, method: str, path: str) -> st.SearchStrategy[Case]:
     strategies = [operation.as_strategy(mode) for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
     if known:
         strategies.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters=known))
+    if method in ("POST", "PUT", "PATCH"):
+        valid = operation.as_strategy(GenerationMode.POSITIVE, path_parameters=known or None)
+        strategies.append(
+            st.tuples(valid, st.integers(0, 20), st.sampled_from(HOSTILE_STRINGS)).map(lambda t: poison(*t))
+        )
     if path.startswith("/api/v1/explorer/") and method == "POST":
         # the explorer names its source in the body: aim a third of the cases at the seeded connection or job
         aimed = st.tuples(operation.as_strategy(GenerationMode.POSITIVE), st.sampled_from(["connection_id", "job_id"]))
         strategies.append(aimed.map(lambda pair: aim(*pair)))
     return st.one_of(strategies)
+
+
+def poison(case: Case, which: int, value: str) -> Case:
+    """`case` with one string field of its JSON body (or a new `name` field) set to `value`."""
+    if isinstance(case.body, dict):
+        strings = [key for key, item in case.body.items() if isinstance(item, str) or item is None] or ["name"]
+        case.body = {**case.body, strings[which % len(strings)]: value}
+    return case
 
 
 def aim(case: Case, field: str) -> Case:

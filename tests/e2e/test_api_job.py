@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
 
 @pytest.fixture
 def api(tmp_path: Path, serve: Any) -> Iterator[tuple[str, Settings]]:
-    settings = Settings(data_dir=tmp_path / "state", secret_key="an-e2e-secret-that-is-long-enough!")
+    settings = Settings(
+        data_dir=tmp_path / "state", secret_key="an-e2e-secret-that-is-long-enough!", source_roots=str(tmp_path)
+    )
     store = build_store(settings)
     runtime = build_runtime(settings, store)
     runtime.start(poll_seconds=0.1)

@@ -21,6 +21,7 @@ from domain.envelope import Context
 from gateway.app import create_app
 from gateway.auth import create_api_key
 from gateway.settings import Settings
+from processors.sources.policy import tenant_folder
 
 pytestmark = pytest.mark.clickhouse
 
@@ -38,6 +39,9 @@ def server(tmp_path: Path, serve: Any) -> Iterator[Server]:
     settings = Settings(data_dir=tmp_path, secret_key="test-secret-key-please-change-it!")
     store = SqliteEventStore(settings.event_db_path)
     app = create_app(settings, store=store)
+    area = settings.data_dir / "uploads" / tenant_folder("acme")
+    area.mkdir(parents=True)
+    (area / "d.csv").write_text("a,y\n1,0\n2,1\n")
     with serve(app) as url:
         headers = {"Authorization": f"Bearer {create_api_key(settings, 'acme', 'admin')}"}
         assert httpx.post(f"{url}/projects", json={"name": "p", "id": "p1"}, headers=headers).status_code == 201
@@ -155,3 +159,34 @@ def test_a_position_outside_the_log_range_is_a_400_problem(
         assert r.status_code == 400, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         assert "log position" in r.json()["detail"]
+
+
+def _all_events(response: httpx.Response) -> list[dict[str, object]]:
+    """Every event until the server closes the stream (the test times out if it never does)."""
+    return list(read_events(response, -1))
+
+
+def test_a_jobs_feed_ends_after_its_terminal_event_and_a_retry_reopens_it(server: Server) -> None:
+    execute(server.store, [(job.RequestJob("j5", "p1", "d.csv", None, "y", "auto", 1.0, 0, 1, 1), ctx("alice"))])
+    execute(server.store, [(job.FailJob("j5", "the source is gone", "schema"), ctx())])
+    url = f"{server.url}/jobs/j5/events"
+    with httpx.stream("GET", url, headers=server.headers, timeout=10) as response:
+        events = _all_events(response)
+    assert [e["event"] for e in events] == ["job_requested", "job_failed", "end"]
+    assert events[-1]["data"] == {"type": "end", "job_id": "j5", "status": "failed"}
+    # retried, the job lives again: a follower sees the retry live and the feed ends at the next terminal event
+    got: list[dict[str, object]] = []
+
+    def follow() -> None:
+        with httpx.stream("GET", url, headers=server.headers, params={"after": events[1]["id"]}, timeout=20) as r:
+            got.extend(_all_events(r))
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    time.sleep(0.5)
+    assert follower.is_alive(), "a failed job's feed resumed after its terminal event waits for more"
+    execute(server.store, [(job.RetryJob("j5"), ctx("alice"))])
+    execute(server.store, [(job.CancelJob("j5", "enough"), ctx("alice"))])
+    follower.join(timeout=20)
+    assert [e["event"] for e in got] == ["job_retried", "job_cancelled", "end"]
+    assert got[-1]["data"]["status"] == "cancelled"  # type: ignore[index]

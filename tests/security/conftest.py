@@ -91,9 +91,7 @@ def hostile(backend: str, tmp_path: Path, serve: Any) -> Iterator[Callable[..., 
     def start(agents: bool = False, **overrides: Any) -> Iterator[Hostile]:
         with contextlib.ExitStack() as stack:
             database_url = stack.enter_context(_postgres_database()) if backend == "postgres" else None
-            settings = Settings(
-                data_dir=tmp_path / "afep", secret_key=SECRET, database_url=database_url, **overrides
-            )
+            settings = Settings(data_dir=tmp_path / "afep", secret_key=SECRET, database_url=database_url, **overrides)
             store = build_store(settings)
             stack.callback(store.close)
             runtime = None

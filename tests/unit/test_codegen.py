@@ -175,3 +175,179 @@ def test_sql_is_parsed_once_per_shape_and_still_rejects_bad_sql() -> None:
     assert _check_shape.cache_info().hits == 1
     with pytest.raises(sqlglot.errors.ParseError):
         _check_sql('SELECT CAST("a" AS DOUBLE + FROM data')
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile column names: they reach the generated module only as string literals.
+
+HOSTILE_NAMES = [
+    '"""',
+    "'''",
+    '"""\nimport os\nos.system("id")\n"""',
+    "'''\nimport os\n'''",
+    "a\nb",
+    "a\rb",
+    "a\x00b",
+    "\\",
+    "a\\\nb",
+    "trailing\\",
+    "{}",
+    "{0.__class__}",
+    "{name}{op}{cols}",
+    "#",
+    "# comment\nx = 1",
+    "'",
+    '"',
+    "x" * 10_000,
+    "\u2028",
+    "\u2029",
+    "\\N{BULLET}",
+    "\\u0041\\x41",
+    "\u202etxt.exe",
+    "class",
+    "None",
+    "lambda",
+    "__import__",
+    "__class__",
+    "); import os; (",
+    "')); import os; (('",
+    '"; DROP TABLE x; --',
+    "\t",
+    " ",
+    "Äöü 名前",
+    "\x1b[31mred",
+    "\ufeffbom",
+    "%s %(x)s ${x}",
+    "a" * 1024 + '"',
+]
+HOSTILE_IDS = [f"{i}-{name[:12].encode('unicode_escape').decode()}" for i, name in enumerate(HOSTILE_NAMES)]
+
+
+def _hostile_cases(name: str) -> list[tuple[FeatureSpec, pl.DataFrame, list]]:
+    """(spec, frame, expected on that frame fitted on its first 3 rows) per op, `name` a column."""
+    nums = pl.DataFrame({name: [1.0, 2.0, 0.0, None, 4.0], "c": [2.0, 0.0, 1.0, 3.0, -1.0]})
+    groups = pl.DataFrame({name: ["x", "y", "x", "z", None], "c": [1.0, 2.0, 0.0, None, 4.0]})
+    dates = pl.DataFrame({name: ["2024-01-05", "2023-06-30", "2022-12-31", None, "2020-02-29"]})
+    return [
+        (FeatureSpec("ratio", (name, "c")), nums, [0.5, N, 0.0, N, -4.0]),
+        (FeatureSpec("group_mean", ("c", name)), groups, [0.5, 2.0, 0.5, N, N]),
+        (FeatureSpec("freq", (name,)), groups, [2 / 3, 1 / 3, 2 / 3, 0.0, 0.0]),
+        (FeatureSpec("date_part", (name,), (("part", "month"),)), dates, [1.0, 6.0, 12.0, N, 2.0]),
+        (FeatureSpec("formula", (name, "c"), (("expr", "x0 * 2 + x1"),)), nums, [4.0, 4.0, 1.0, N, 7.0]),
+    ]
+
+
+HOSTILE_OPS = ["ratio", "group_mean", "freq", "date_part", "formula"]
+
+
+class _Literals(ast.NodeTransformer):
+    """Folds the generator's hex form `bytes.fromhex('..').decode(..)` back into a constant."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        inner = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if (
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr == "decode"
+            and isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Attribute)
+            and inner.func.attr == "fromhex"
+            and isinstance(inner.args[0], ast.Constant)
+        ):
+            return ast.Constant(bytes.fromhex(inner.args[0].value).decode("utf-8", "surrogatepass"))
+        return node
+
+
+def _shape(code: str, name: str) -> str:
+    """The module's AST with every string constant equal to `name` replaced by a placeholder."""
+    tree = _Literals().visit(ast.parse(code))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == name:
+            node.value = "<column>"
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize("op", HOSTILE_OPS)
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=HOSTILE_IDS)
+def test_hostile_column_names_are_data_only(name: str, op: str) -> None:
+    import json
+
+    from processors.codegen import is_generated
+    from sandbox.namespace import feature_globals
+    from sandbox.policy import check_code
+
+    spec, frame, want = next(case for case in _hostile_cases(name) if case[0].op == op)
+    benign = FeatureSpec(spec.op, tuple("plain" if c == name else c for c in spec.columns), spec.params)
+    gen = generate_code(spec)
+    # parses, passes the sandbox policy, and is the module a benign name gives, name swapped
+    assert check_code(gen.code) == [], check_code(gen.code)
+    assert _shape(gen.code, name) == _shape(generate_code(benign).code, "plain")
+    constants = {n.value for n in ast.walk(_Literals().visit(ast.parse(gen.code))) if isinstance(n, ast.Constant)}
+    assert name in constants
+    assert is_generated(json.dumps(spec.to_dict()), gen.code)
+    # computes what a hand-written reference does, with the sandbox's own builtins
+    namespace = feature_globals()
+    exec(compile(gen.code, "<feature>", "exec"), namespace)
+    out = namespace["feature"](frame, frame.head(3))
+    assert close(out.to_list(), want), out.to_list()
+    if gen.sql is not None:  # only for printable names, quoted as identifiers
+        assert name.isprintable()
+        con = duckdb.connect()
+        con.register("data", frame.to_arrow())
+        con.register("ref", frame.head(3).to_arrow())
+        got = sorted((r[0] for r in con.execute(gen.sql).fetchall()), key=lambda v: (v is None, v or 0))
+        assert close(got, sorted(want, key=lambda v: (v is None, v or 0))), gen.sql
+    else:
+        assert not name.isprintable() or len(name) > 1024
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=HOSTILE_IDS)
+def test_feature_names_from_hostile_columns_are_plain_identifiers(name: str) -> None:
+    import re
+
+    from processors.operators import feature_name
+
+    for spec, *_ in _hostile_cases(name):
+        assert re.fullmatch(r"[a-z0-9_]{1,60}", feature_name(spec)), feature_name(spec)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ((("offset", float("inf")),), "not finite"),
+        ((("offset", "1); import os; (1"),), "not a number"),
+        ((("offset", float("nan")),), "not finite"),
+    ],
+)
+def test_hostile_params_are_refused(params: tuple, fragment: str) -> None:
+    with pytest.raises(UnsupportedSpec, match=fragment):
+        generate_code(FeatureSpec("log", ("c",), params))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FeatureSpec("date_part", ("d",), (("part", "month()\nimport os\n"),)),
+        FeatureSpec("cyclic_sin", ("d",), (("part", "month"), ("period", "12)); import os; ((1"))),
+        FeatureSpec("formula", ("c",), (("expr", "x0 + 1e999"),)),
+        FeatureSpec("formula", ("c",), (("expr", "x0 + " * 1000 + "1"),)),
+        FeatureSpec("formula", ("c",), (("expr", "x0+" * 600 + "1"),)),
+        FeatureSpec("bin", ("c",), (("n_bins", 10**9),)),
+    ],
+    ids=["part", "period", "inf-constant", "long-formula", "deep-formula", "n-bins"],
+)
+def test_hostile_params_and_formulas_are_refused(spec: FeatureSpec) -> None:
+    with pytest.raises(UnsupportedSpec):
+        generate_code(spec)
+
+
+def test_is_generated_refuses_generated_code_the_policy_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from processors import codegen
+
+    spec = FeatureSpec("ratio", ("a b", "c"))
+    code = generate_code(spec).code
+    assert codegen.is_generated(json.dumps(spec.to_dict()), code)
+    monkeypatch.setattr(codegen, "check_code", lambda code: ["forbidden something"])
+    assert not codegen.is_generated(json.dumps(spec.to_dict()), code)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from domain import job
-from domain.errors import InvalidTransition, UnknownAggregate
+from domain.errors import InvalidInput, InvalidTransition, UnknownAggregate
 
 REQUEST = job.RequestJob("j", "p", "d.csv", None, "y", "auto", 60.0, 0, 3, 100)
 
@@ -91,3 +93,45 @@ def test_completed_job_cannot_be_cancelled() -> None:
     with pytest.raises(InvalidTransition, match="already completed"):
         job.decide(job.CancelJob("j", "late"), done)
     assert job.decide(job.FailJob("j", "late", "x"), done) == ()
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"target": "Sta\x00tus"}, "target contains the control character '.x00' at offset 3"),
+        ({"target": "a\nb"}, "target contains the control character"),
+        ({"target": "t" * 5_000_000}, "target is 5,000,000 characters long; the limit is 1,024"),
+        ({"target": ""}, "target must not be empty"),
+        ({"table": "x\x1b[31m"}, "table contains the control character"),
+        ({"source": "d.csv\x00.txt"}, "source contains the control character"),
+        ({"source": "s" * 5000}, "source is 5,000 characters long"),
+        ({"job_id": "j" * 1_000_000}, "job_id must be 1-128 letters"),
+        ({"job_id": "../etc"}, "job_id must be 1-128 letters"),
+        ({"project_id": "p\x00"}, "project_id must be 1-128 letters"),
+        ({"task": "multiclass"}, "task must be one of auto, classification, regression"),
+        ({"budget_seconds": float("inf")}, "budget_seconds must be a finite number"),
+        ({"budget_seconds": float("nan")}, "budget_seconds must be a finite number"),
+        ({"budget_seconds": 0.0}, "budget_seconds must be a finite number in \\(0"),
+        ({"budget_seconds": 8 * 24 * 3600.0}, "budget_seconds must be a finite number"),
+        ({"seed": -1}, "seed must be"),
+        ({"max_rounds": 0}, "max_rounds must be"),
+        ({"max_candidates": 10**9}, "max_candidates must be"),
+    ],
+)
+def test_a_request_that_could_poison_the_log_is_refused(change: dict[str, object], complaint: str) -> None:
+    with pytest.raises(InvalidInput, match=complaint):
+        job.decide(replace(REQUEST, **change), None)  # type: ignore[arg-type]
+
+
+def test_free_text_allows_newlines_but_not_nul() -> None:
+    running = given(requested())
+    assert job.decide(job.CancelJob("j", "line one\nline two\twith tab"), running)
+    with pytest.raises(InvalidInput, match="reason contains the control character"):
+        job.decide(job.CancelJob("j", "stop\x00"), running)
+    with pytest.raises(InvalidInput, match="reason is 70,000 characters long"):
+        job.decide(job.CancelJob("j", "x" * 70_000), running)
+
+
+def test_a_failure_is_always_recorded_with_its_reason_cleaned() -> None:
+    (failed,) = job.decide(job.FailJob("j", "KeyError: 'Sta\x00tus'", "schema"), given(requested()))
+    assert isinstance(failed, job.JobFailed) and failed.reason == "KeyError: 'Sta\ufffdtus'"

@@ -8,6 +8,7 @@ from processors.profiling import (
     ConstantTarget,
     EmptyTable,
     InputError,
+    MulticlassTarget,
     NonNumericRegressionTarget,
     TableProfile,
     TargetHasNulls,
@@ -61,8 +62,18 @@ def test_regression_and_auto_task_resolution() -> None:
     p = profile_table(df, "y", "auto")
     assert p.task == "regression" and p.metric == "rmse"
     labels = pl.DataFrame({"x": x, "grade": rng.integers(0, 4, 300)})
-    p2 = profile_table(labels, "grade", "auto")
-    assert p2.task == "classification" and p2.metric == "log_loss" and p2.positive_class is None
+    assert profile_table(labels, "grade", "regression").task == "regression"
+    with pytest.raises(MulticlassTarget, match=r"target .grade. has 4 classes; .*\(--task regression\)"):
+        profile_table(labels, "grade", "auto")  # codes 0..3 resolve to classification, with 4 classes
+
+
+@pytest.mark.parametrize("task", ["auto", "classification"])
+def test_a_target_with_more_than_two_classes_is_refused_in_one_line(task: str) -> None:
+    df = pl.DataFrame({"x": list(range(30)), "colour": ["red", "green", "blue"] * 10})
+    with pytest.raises(MulticlassTarget) as refused:
+        profile_table(df, "colour", task)  # type: ignore[arg-type]
+    assert str(refused.value).startswith("target 'colour' has 3 classes; AFEP handles binary classification")
+    assert "\n" not in str(refused.value)
 
 
 def test_warnings_skew_nulls_and_date_strings() -> None:

@@ -65,3 +65,41 @@ def test_an_error_in_the_sandbox_reaches_the_caller(driver: ThreadPoolExecutor) 
 
     with pytest.raises(RuntimeError, match="sandbox gone"):
         sandboxing.run_codes(Broken(), _features(2), data=None, fits=None, on_chunk=lambda chunk: None, driver=driver)
+
+
+class Recording(FakeSandbox):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared: list[bool] = []
+
+    def run_batch(self, codes: list[str], data: Any, fits: Any, *, shared_process: bool) -> list[str]:
+        self.shared.append(shared_process)
+        return super().run_batch(codes, data, fits, shared_process=shared_process)
+
+
+def _feature(fid: str, spec: Any, code: str) -> Any:
+    import json
+
+    return SimpleNamespace(
+        feature_id=fid, code=SimpleNamespace(code=code), proposal=SimpleNamespace(spec_json=json.dumps(spec.to_dict()))
+    )
+
+
+def test_only_generated_code_that_passes_the_policy_shares_a_process(
+    monkeypatch: pytest.MonkeyPatch, driver: ThreadPoolExecutor
+) -> None:
+    from domain.spec import FeatureSpec
+    from processors import codegen
+
+    own = FeatureSpec("ratio", ('a"""\nimport os\n"""', "b"))
+    code = codegen.generate_code(own).code
+    edited = code.replace("return finite", "x = 1\n    return finite")
+    features = [_feature("own", own, code), _feature("edited", own, edited)]
+    sandbox = Recording()
+    sandboxing.run_codes(sandbox, features, data=None, fits=None, on_chunk=lambda chunk: None, driver=driver)
+    assert list(zip(sandbox.batches, sandbox.shared, strict=True)) == [([code], True), ([edited], False)]
+    # a policy that refuses the generator's output makes it "not generated": a process of its own
+    monkeypatch.setattr(codegen, "check_code", lambda text: ["forbidden"])
+    sandbox = Recording()
+    sandboxing.run_codes(sandbox, features[:1], data=None, fits=None, on_chunk=lambda chunk: None, driver=driver)
+    assert sandbox.shared == [False]

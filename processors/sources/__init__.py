@@ -1,0 +1,131 @@
+"""Read the user's table: one package for jobs, connections, the explorer and the CLI.
+
+`parse` gives a source string its one meaning (see `uri.py`); `SourcePolicy`
+says whether a tenant may read it; `open_backend` gives the one `Backend`
+(files, SQLite, DuckDB, PostgreSQL, MySQL) that loads a table for a job and
+runs an explorer query with row, byte and time limits. Every failure is a
+`SourceError` whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+
+from processors.sources.base import Backend, Result, Schema
+from processors.sources.embedded import DuckdbSource, FileSource, SqliteSource
+from processors.sources.errors import QueryTimeout, RejectedQuery, SourceError, SourceUnavailable
+from processors.sources.policy import SourcePolicy, tenant_folder, upload_name
+from processors.sources.servers import MysqlSource, PostgresSource
+from processors.sources.sql import SOURCE_VIEW, validate
+from processors.sources.uri import Location, UnsupportedSource, as_source, is_uri, parse, redact
+
+__all__ = [
+    "SOURCE_VIEW",
+    "Backend",
+    "Location",
+    "QueryTimeout",
+    "RejectedQuery",
+    "Result",
+    "Schema",
+    "SourceError",
+    "SourcePolicy",
+    "SourceUnavailable",
+    "UnsupportedSource",
+    "as_source",
+    "check_source",
+    "is_uri",
+    "load_table",
+    "open_backend",
+    "parse",
+    "redact",
+    "snapshot",
+    "tenant_folder",
+    "upload_name",
+    "validate",
+]
+LOCAL = SourcePolicy.local()
+
+
+def open_backend(location: Location, label: str = "") -> Backend:
+    """The backend for an admitted location (file paths absolute)."""
+    label = label or redact(location.path or location.host)
+    if location.kind in ("csv", "parquet"):
+        return FileSource(Path(location.path), location.kind)
+    if location.kind == "sqlite":
+        return SqliteSource(Path(location.path))
+    if location.kind == "duckdb":
+        return DuckdbSource(Path(location.path))
+    if location.kind == "postgresql":
+        return PostgresSource(location, label)
+    if location.kind == "mysql":
+        return MysqlSource(location, label)
+    raise UnsupportedSource(f"cannot open a {location.kind!r} source")
+
+
+def check_source(source: str, table: str | None, *, policy: SourcePolicy = LOCAL, tenant: str = "") -> Location:
+    """Cheap checks that need no loading: allowed, the file exists, a database source names a table."""
+    location = policy.admit(source, tenant, table)
+    if location.is_server or location.kind in ("sqlite", "duckdb"):
+        if not table:
+            raise SourceError(f"{redact(source)} is a database URI: name the table with --table (API: `table`)")
+        from processors.sources.base import table_sql
+
+        table_sql(table, location.kind)
+    if location.is_file:
+        path = Path(location.path)
+        if not path.exists() and location.kind in ("sqlite", "duckdb"):
+            raise SourceError(f"database file not found: {path}")
+        if not path.exists():
+            raise SourceError(f"file not found: {source} (give a CSV or Parquet path, or a database URI with --table)")
+        if path.is_dir():
+            raise SourceError(f"{source} is a directory; give a CSV or Parquet file")
+    return location
+
+
+def load_table(
+    source: str, table: str | None = None, *, policy: SourcePolicy = LOCAL, tenant: str = ""
+) -> pl.DataFrame:
+    location = check_source(source, table, policy=policy, tenant=tenant)
+    try:
+        return checked_columns(open_backend(location, redact(source)).load(table))
+    except SourceError:
+        raise
+    except Exception as error:
+        if not policy.unrestricted:
+            raise SourceUnavailable(redact(source)) from None
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SourceError(f"cannot read {redact(source)}: {first}") from error
+
+
+MAX_COLUMN_NAME = 1024
+
+
+def checked_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """The table, if every column name can be stored and shown: no NUL byte, at most 1 kB.
+
+    A NUL cannot be stored in PostgreSQL text, so a job on such a column could never
+    be projected; other odd names (quotes, newlines, code) are kept as they are and
+    reach generated code only as string literals.
+    """
+    for i, name in enumerate(df.columns, start=1):
+        if "\x00" in name:
+            raise SourceError(f"column {i} ({name[:60]!r}) has a NUL byte in its name; rename the column and retry")
+        if len(name) > MAX_COLUMN_NAME:
+            raise SourceError(
+                f"column {i} has a {len(name)}-character name (at most {MAX_COLUMN_NAME}); shorten it and retry"
+            )
+    return df
+
+
+def snapshot(df: pl.DataFrame, directory: Path) -> tuple[Path, str]:
+    """Freeze the job's input as Parquet, named by content hash, so every agent sees the same rows."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".tmp-{id(df)}.parquet"
+    df.write_parquet(tmp, statistics=False)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    path = directory / f"{digest[:16]}.parquet"
+    tmp.replace(path)
+    return path, digest
