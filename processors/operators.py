@@ -22,10 +22,22 @@ PAIR_LIMIT = 12  # numeric columns considered for pairwise ops
 GROUP_MAX_LEVELS = 60
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 _.\-]+")
+
+
 def sanitize(name: str) -> str:
-    """'mean radius' -> 'mean_radius', 'Gr_Liv_Area' -> 'gr_liv_area' (snake_case, no dunders)."""
+    """'mean radius' -> 'mean_radius', 'Gr_Liv_Area' -> 'gr_liv_area' (snake_case, no dunders).
+
+    A name with other characters (quotes, brackets, code, other scripts) also gets a short
+    hash of itself, so two such columns never share a slug (three single quotes and three
+    double quotes would both be empty; `); import os; (` and `')); import os; (('` both
+    `import_os`), and no candidate is dropped as a duplicate of another column's.
+    """
     out = re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
-    return out or "col"
+    if _PLAIN_NAME.fullmatch(name) and out:
+        return out
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{out[:40].rstrip('_')}_{digest}" if out else f"col_{digest}"
 
 
 def spec_key(spec: FeatureSpec) -> str:

@@ -17,6 +17,7 @@ from gateway.problems import Problem, not_found
 from gateway.public import public
 from gateway.routes.uploads import admitted
 from gateway.validation import Budget, ClientId, Name, Source, Text
+from processors.sources import Location, column_problem, file_columns
 from projections import agents, directory, history, jobs
 from projections.pagination import Page
 
@@ -82,6 +83,21 @@ def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
     return str(uuid.uuid5(JOB_IDS, f"{tenant}\0{client_id}"))
 
 
+def known_target(location: Location, target: str) -> None:
+    """For a CSV or Parquet source, a target that is not one of its columns, or a column name that
+    cannot be stored, is a 422 now, not a failed job later."""
+    columns = file_columns(location)
+    if columns is None:
+        return
+    if problem := column_problem(columns):
+        raise Problem(422, "Unprocessable Content", problem)
+    if target not in columns:
+        shown = ", ".join(columns[:20]) + (f", … ({len(columns)} in all)" if len(columns) > 20 else "")
+        raise Problem(
+            422, "Unprocessable Content", f"target {target[:200]!r} is not a column of the source; columns: {shown}"
+        )
+
+
 @router.post(
     "",
     status_code=201,
@@ -104,7 +120,8 @@ def create_job(
         source = body.source
     else:
         raise Problem(422, "Unprocessable Content", "give `source` (a path or URI) or `connection_id`")
-    admitted(services, auditor, source, body.table)  # the source policy, before anything is stored
+    location = admitted(services, auditor, source, body.table)  # the source policy, before anything is stored
+    known_target(location, body.target)
     job_id = stored_job_id(services, tenant, body.job_id) if body.job_id else str(uuid.uuid4())
     command = job.RequestJob(
         job_id,

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from processors.sources.base import Backend, Result, Schema
-from processors.sources.embedded import DuckdbSource, FileSource, SqliteSource
+from processors.sources.embedded import DuckdbSource, FileSource, SqliteSource, csv_header
 from processors.sources.errors import QueryTimeout, RejectedQuery, SourceError, SourceUnavailable
 from processors.sources.policy import SourcePolicy, tenant_folder, upload_name
 from processors.sources.servers import MysqlSource, PostgresSource
@@ -36,6 +36,8 @@ __all__ = [
     "UnsupportedSource",
     "as_source",
     "check_source",
+    "column_problem",
+    "file_columns",
     "is_uri",
     "load_table",
     "open_backend",
@@ -103,20 +105,39 @@ def load_table(
 MAX_COLUMN_NAME = 1024
 
 
-def checked_columns(df: pl.DataFrame) -> pl.DataFrame:
-    """The table, if every column name can be stored and shown: no NUL byte, at most 1 kB.
+def file_columns(location: Location) -> list[str] | None:
+    """A CSV or Parquet file's column names, read from its header or footer only; None for other sources."""
+    path = Path(location.path)
+    try:
+        if location.kind == "csv":
+            return csv_header(path)
+        if location.kind == "parquet":
+            return list(pl.read_parquet_schema(path))
+    except Exception:  # noqa: BLE001 - a file we cannot read is reported when the job loads it
+        return None
+    return None
+
+
+def column_problem(names: list[str]) -> str | None:
+    """Why these column names cannot be taken (a NUL byte, more than 1 kB), or None.
 
     A NUL cannot be stored in PostgreSQL text, so a job on such a column could never
     be projected; other odd names (quotes, newlines, code) are kept as they are and
     reach generated code only as string literals.
     """
-    for i, name in enumerate(df.columns, start=1):
+    for i, name in enumerate(names, start=1):
         if "\x00" in name:
-            raise SourceError(f"column {i} ({name[:60]!r}) has a NUL byte in its name; rename the column and retry")
+            return f"column {i} ({name[:60]!r}) has a NUL byte in its name; rename the column and retry"
         if len(name) > MAX_COLUMN_NAME:
-            raise SourceError(
-                f"column {i} has a {len(name)}-character name (at most {MAX_COLUMN_NAME}); shorten it and retry"
-            )
+            return f"column {i} has a {len(name)}-character name (at most {MAX_COLUMN_NAME}); shorten it and retry"
+    return None
+
+
+def checked_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """The table, if every column name can be stored and shown (`column_problem`), else a SourceError."""
+    problem = column_problem(df.columns)
+    if problem:
+        raise SourceError(problem)
     return df
 
 

@@ -119,6 +119,16 @@ def test_create_list_paginate_and_get_jobs(api: Api) -> None:
     assert bad.status_code == 400 and "next_cursor" in bad.json()["detail"]
 
 
+def test_a_target_that_is_not_a_column_of_a_file_source_is_a_422_before_the_log(api: Api) -> None:
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    head = api.store.last_position()
+    r = api.client.post("/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "Y"}, headers=admin)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "target 'Y' is not a column of the source; columns: a, y"
+    assert api.store.last_position() == head
+
+
 def test_same_job_id_is_idempotent_and_cancel_retry(api: Api) -> None:
     ds = api.key("acme", "Data Scientist")
     project(api, ds)

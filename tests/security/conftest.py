@@ -9,6 +9,7 @@ runtime runs the agents in the background, as `afep serve` does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, running
 
 SECRET = "security-suite-secret-key-0123456789abcdef"
 
@@ -80,31 +81,33 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def hostile(backend: str, tmp_path: Path, serve: Any) -> Iterator[Callable[..., Any]]:
-    """`with hostile(agents=False, **settings) as api:` the API as `afep serve` runs it."""
+@contextlib.contextmanager
+def hostile_api(backend: str, tmp_path: Path, agents: bool = False, **overrides: Any) -> Iterator[Hostile]:
+    """The API as `afep serve` runs it, on `backend` (sqlite | postgres), state under `tmp_path`."""
     from gateway.app import create_app
     from gateway.runtime_wiring import build_runtime, build_store
     from gateway.settings import Settings
 
-    @contextlib.contextmanager
-    def start(agents: bool = False, **overrides: Any) -> Iterator[Hostile]:
-        with contextlib.ExitStack() as stack:
-            database_url = stack.enter_context(_postgres_database()) if backend == "postgres" else None
-            settings = Settings(data_dir=tmp_path / "afep", secret_key=SECRET, database_url=database_url, **overrides)
-            store = build_store(settings)
-            stack.callback(store.close)
-            runtime = None
-            if agents:
-                runtime = build_runtime(settings, store)
-                runtime.start()
-                stack.callback(runtime.stop)
-            url = stack.enter_context(serve(create_app(settings, store=store, runtime=runtime)))
-            api = Hostile(url, settings, store, backend)
-            try:
-                yield api
-            finally:
-                for client in api.clients:
-                    client.close()
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(_postgres_database()) if backend == "postgres" else None
+        settings = Settings(data_dir=tmp_path / "afep", secret_key=SECRET, database_url=database_url, **overrides)
+        store = build_store(settings)
+        stack.callback(store.close)
+        runtime = None
+        if agents:
+            runtime = build_runtime(settings, store)
+            runtime.start()
+            stack.callback(runtime.stop)
+        url = stack.enter_context(running(create_app(settings, store=store, runtime=runtime)))
+        api = Hostile(url, settings, store, backend)
+        try:
+            yield api
+        finally:
+            for client in api.clients:
+                client.close()
 
-    yield start
+
+@pytest.fixture
+def hostile(backend: str, tmp_path: Path) -> Callable[..., Any]:
+    """`with hostile(agents=False, **settings) as api:` the API as `afep serve` runs it."""
+    return functools.partial(hostile_api, backend, tmp_path)

@@ -8,6 +8,7 @@ import pytest
 
 from domain.spec import FITTED_OPS, STATELESS_OPS, FeatureSpec
 from processors.codegen import UnsupportedSpec, generate_code
+from tests.hostile import HOSTILE_IDS, HOSTILE_NAMES
 
 DF = pl.DataFrame(
     {
@@ -179,48 +180,6 @@ def test_sql_is_parsed_once_per_shape_and_still_rejects_bad_sql() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Hostile column names: they reach the generated module only as string literals.
-
-HOSTILE_NAMES = [
-    '"""',
-    "'''",
-    '"""\nimport os\nos.system("id")\n"""',
-    "'''\nimport os\n'''",
-    "a\nb",
-    "a\rb",
-    "a\x00b",
-    "\\",
-    "a\\\nb",
-    "trailing\\",
-    "{}",
-    "{0.__class__}",
-    "{name}{op}{cols}",
-    "#",
-    "# comment\nx = 1",
-    "'",
-    '"',
-    "x" * 10_000,
-    "\u2028",
-    "\u2029",
-    "\\N{BULLET}",
-    "\\u0041\\x41",
-    "\u202etxt.exe",
-    "class",
-    "None",
-    "lambda",
-    "__import__",
-    "__class__",
-    "); import os; (",
-    "')); import os; (('",
-    '"; DROP TABLE x; --',
-    "\t",
-    " ",
-    "Äöü 名前",
-    "\x1b[31mred",
-    "\ufeffbom",
-    "%s %(x)s ${x}",
-    "a" * 1024 + '"',
-]
-HOSTILE_IDS = [f"{i}-{name[:12].encode('unicode_escape').decode()}" for i, name in enumerate(HOSTILE_NAMES)]
 
 
 def _hostile_cases(name: str) -> list[tuple[FeatureSpec, pl.DataFrame, list]]:
