@@ -19,7 +19,7 @@ from gateway import problems
 from gateway.bootstrap import bootstrap
 from gateway.routes import audit, connections, explorer, features, jobs, keys, streams, tenants, uploads
 from gateway.settings import Settings
-from gateway.validation import BodyLimit
+from gateway.validation import BodyLimit, CleanTarget
 
 API_PREFIX = "/api/v1"
 
@@ -53,6 +53,8 @@ def create_app(settings: Settings, *, store: EventStore | None = None, runtime: 
     problems.install(app)
     # uploads carry files and check their own limit
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=(f"{API_PREFIX}/uploads",))
+    # added last, so it runs first: a NUL or control character in the path or query never reaches a route
+    app.add_middleware(CleanTarget)
     api = APIRouter(prefix=API_PREFIX)
     for module in (jobs, features, tenants, keys, connections, explorer, audit, streams, uploads):
         api.include_router(module.router)

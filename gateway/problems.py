@@ -22,6 +22,7 @@ from domain.errors import ConflictingCommand, DomainError, InvalidTransition, Un
 from gateway.auth import Unauthenticated, authenticate
 from processors.profiling import InputError
 from projections.clickhouse import AuditRecord
+from projections.database import UnstorableText
 from projections.directory import TenantDeleted, UndecryptableConnection, UnsupportedConnection
 from projections.history import InvalidAsOf
 from projections.pagination import InvalidCursor
@@ -195,6 +196,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InvalidCursor, on_bad_input)
     app.add_exception_handler(UnsupportedConnection, on_bad_input)
     app.add_exception_handler(InvalidAsOf, on_bad_input)
+    app.add_exception_handler(UnstorableText, on_bad_input)
     app.add_exception_handler(InputError, on_input)
     app.add_exception_handler(UndecryptableConnection, on_conflict)
     app.add_exception_handler(TenantDeleted, on_conflict)

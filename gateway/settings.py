@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="comma-separated database hosts (host or host:port) API tenants may connect to; none by default",
     )
     max_upload_bytes: int = Field(default=512 * 2**20, gt=0, description="largest file POST /api/v1/uploads takes")
+    upload_quota_bytes: int = Field(
+        default=10 * 2**30, gt=0, description="most bytes one tenant's upload area may hold, all files together"
+    )
     explorer_max_bytes: int = Field(
         default=10 * 2**20, gt=0, description="largest explorer result; longer ones are truncated"
     )

@@ -4,12 +4,16 @@ The annotated types put the limits of `domain.validation` into the request model
 so a bad field is a 422 problem+json naming it (and the limits show in the OpenAPI
 document). `BodyLimit` answers 413 before a route reads an oversized body, by its
 Content-Length or, for a streamed body, as soon as the bytes received pass the limit.
+`CleanTarget` answers 400 for a path or query string that, once percent-decoded, is
+not UTF-8 or holds a control character (NUL above all: PostgreSQL text cannot hold it).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field, StringConstraints
@@ -19,6 +23,7 @@ from domain import validation
 from domain.errors import InvalidInput
 
 DEFAULT_MAX_REQUEST_BYTES = 2**20
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def _refusing(check: Callable[[str, str], None]) -> Callable[[str], str]:
@@ -111,3 +116,54 @@ class BodyLimit:
             body, status_code=413, media_type="application/problem+json", headers={"Connection": "close"}
         )
         await response(scope, receive, send)
+
+
+def target_problem(raw_path: bytes, query_string: bytes) -> str | None:
+    """Why the request's path or query string cannot be taken, or None when both are clean text."""
+    for part, raw in (("path", raw_path), ("query string", query_string.replace(b"+", b" "))):
+        try:
+            text = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return (
+                f"the {part} is not valid UTF-8 once percent-decoded (a stray byte or an encoded surrogate); "
+                "percent-encode UTF-8 text only"
+            )
+        found = _CONTROL.search(text)
+        if found:
+            return (
+                f"the {part} holds the control character {found.group()!r} once percent-decoded; "
+                "remove it (identifiers and filters are plain text) and retry"
+            )
+    return None
+
+
+class CleanTarget:
+    """ASGI middleware: 400 problem+json for a path or query string with control characters or bad UTF-8."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogatepass")
+        problem = target_problem(raw_path, scope.get("query_string", b""))
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        body: dict[str, Any] = {
+            "type": "https://afep.dev/problems/bad-request",
+            "title": "Bad Request",
+            "status": 400,
+            "detail": problem,
+            "instance": _shown(scope["path"]),
+        }
+        response = JSONResponse(body, status_code=400, media_type="application/problem+json")
+        await response(scope, receive, send)
+
+
+def _shown(path: str) -> str:
+    """`path` with control characters and surrogates escaped, safe to echo in a JSON answer."""
+    escaped = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)

@@ -49,6 +49,11 @@ POSITIVE_LABELS = (
 )
 ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key|rownames?|index|row_?num(ber)?)($|_|\b)|id$", re.I)
 HIGH_NULL_RATE, SKEW_LIMIT, LEAK_LIMIT, SAMPLE_ROWS = 0.3, 2.0, 0.98, 5000
+MIN_ROWS, MIN_CLASS_ROWS = 50, 10
+"""What the evaluation needs (`engine/folds.py`): 20% guard rows in two halves and K-fold (K <= n // 4) over
+the rest. 50 rows give 5 folds of 8 validation rows and guard halves of 5; 10 rows of the rarer class put at
+least one in every validation fold and guard half, so that each split can score AUC. Fewer rows make
+LightGBM fail on folds too small to split (`Forced splits file includes feature index`, `num_data > 0`)."""
 
 
 class InputError(ValueError):
@@ -100,6 +105,12 @@ class MulticlassTarget(InputError):
             f"target {target!r} has {n_classes} classes; AFEP handles binary classification and regression — "
             "pick a binary target, or task regression (--task regression) for an ordinal one"
         )
+
+
+class TooFewRows(InputError):
+    def __init__(self, n_rows: int, detail: str, classification: bool) -> None:
+        need = f"at least {MIN_ROWS}" + (f" (and {MIN_CLASS_ROWS} of each class)" if classification else "")
+        super().__init__(f"the table has {n_rows} rows{detail}; AFEP needs {need} to test features — add rows")
 
 
 @dataclass(frozen=True)
@@ -490,3 +501,15 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float:
         return 0.5
     ranks = pl.Series(score).rank("average").to_numpy()
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def require_rows(df: pl.DataFrame, profile: TableProfile) -> None:
+    """Refuse, in one line, a table too small for AFEP's evaluation (`MIN_ROWS`, `MIN_CLASS_ROWS` per class)."""
+    classification = profile.task == "classification"
+    if df.height < MIN_ROWS:
+        raise TooFewRows(df.height, "", classification)
+    if classification:
+        counts = df[profile.target].cast(pl.String).value_counts(sort=True)
+        label, fewest = str(counts[profile.target][-1]), int(counts["count"][-1])
+        if fewest < MIN_CLASS_ROWS:
+            raise TooFewRows(df.height, f" but only {fewest} with {profile.target}={label!r}", classification)

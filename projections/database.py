@@ -27,6 +27,14 @@ class IntegrityViolation(Exception):
     """A unique or primary key constraint refused the write (the same error on both engines)."""
 
 
+class UnstorableText(ValueError):
+    """A parameter holds a NUL byte, which PostgreSQL text cannot store (SQLite simply finds no row)."""
+
+
+def _has_nul(params: Sequence[Any]) -> bool:
+    return any(isinstance(p, str) and "\x00" in p for p in params)
+
+
 class Tx:
     """A transaction: the only way projections and queries touch the database."""
 
@@ -38,9 +46,17 @@ class Tx:
     def dialect(self) -> Dialect:
         return self._db.dialect
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def _run(self, sql: str, params: Sequence[Any]) -> None:
         try:
             self._cursor.execute(self._db.render(sql), tuple(params))
+        except Exception as error:
+            if type(error).__name__ == "DataError" and _has_nul(params):
+                raise UnstorableText("a value holds a NUL byte (\\x00); remove it and retry") from error
+            raise
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            self._run(sql, params)
         except sqlite3.IntegrityError as error:
             raise IntegrityViolation(str(error)) from error
         except Exception as error:
@@ -50,7 +66,7 @@ class Tx:
         return int(self._cursor.rowcount or 0)
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        self._cursor.execute(self._db.render(sql), tuple(params))
+        self._run(sql, params)
         if self._cursor.description is None:
             return []
         names = [d[0] for d in self._cursor.description]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 
 ALLOWED_MODULES = ("polars", "numpy", "math", "datetime", "re")
@@ -46,10 +47,17 @@ def check_code(code: str) -> list[str]:
     """Return policy violations of `code` (empty list = ok), each a one-line message."""
     if len(code) > MAX_CODE_CHARS:
         return [f"code is {len(code)} characters; the limit is {MAX_CODE_CHARS}"]
+    return list(_violations(code))
+
+
+@functools.lru_cache(maxsize=4096)
+def _violations(code: str) -> tuple[str, ...]:
+    """The check itself, remembered: a job's codes are checked when the execution agent decides
+    which may share a process and again by the sandbox before they run (about 2-4 ms each)."""
     try:
         tree = ast.parse(code, filename="<feature>")
     except SyntaxError as exc:
-        return [f"syntax error (line {exc.lineno}): {exc.msg}"]
+        return (f"syntax error (line {exc.lineno}): {exc.msg}",)
     found: list[tuple[int, int, str]] = []
     for node in ast.walk(tree):
         line: int = getattr(node, "lineno", 0)
@@ -58,7 +66,7 @@ def check_code(code: str) -> list[str]:
     violations = [message for *_, message in sorted(found)]
     if not any(isinstance(n, ast.FunctionDef) and n.name == "feature" for n in tree.body):
         violations.append("no top-level function 'feature(df, ref)' is defined")
-    return violations
+    return tuple(violations)
 
 
 def _check_node(node: ast.AST) -> list[str]:

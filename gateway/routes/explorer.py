@@ -19,6 +19,7 @@ from gateway import explorer
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
+from gateway.public import redact_paths
 from processors.sources import Backend, Location, SourceError, open_backend, redact
 from projections import directory, jobs
 
@@ -81,7 +82,8 @@ async def _audited(auditor: Auditor, action: str, target: Target, note: dict[str
     try:
         result = await anyio.to_thread.run_sync(work)
     except SourceError as error:
-        problem = _problem(error)
+        problem = _problem(error)  # the tenant's own database errors are kept, the server's paths are not
+        problem.detail = redact_paths(problem.detail, auditor.services.settings.data_dir)
         await anyio.to_thread.run_sync(lambda: record({**note, "refused": problem.detail}, problem.status))
         raise problem from None
     except Problem as problem:

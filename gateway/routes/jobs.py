@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -48,9 +49,9 @@ class PageOut(BaseModel):
     next_cursor: str | None = None
 
 
-def page_out(page: Page) -> PageOut:
+def page_out(page: Page, data_dir: Path | None = None) -> PageOut:
     return PageOut(
-        items=[public({k: v for k, v in row.items() if k != "seq"}) for row in page.items],
+        items=[public({k: v for k, v in row.items() if k != "seq"}, data_dir) for row in page.items],
         next_cursor=page.next_cursor,
     )
 
@@ -142,7 +143,7 @@ def create_job(
     row = owned_job(services, tenant, job_id)
     auditor.record("job.create", "job", job_id, new=row["status"], status=response.status_code or 201)
     response.headers["Location"] = f"/api/v1/jobs/{job_id}"
-    return public(row)  # type: ignore[no-any-return]
+    return public(row, services.settings.data_dir)  # type: ignore[no-any-return]
 
 
 @router.get("")
@@ -157,7 +158,8 @@ def list_jobs(
     return page_out(
         jobs.list_jobs(
             services.db, auditor.principal.tenant_id, project_id=project_id, status=status, cursor=cursor, limit=limit
-        )
+        ),
+        services.settings.data_dir,
     )
 
 
@@ -170,8 +172,9 @@ def get_job(
 ) -> dict[str, Any]:
     row = owned_job(services, auditor.principal.tenant_id, job_id)
     if as_of is None:
-        return public({k: v for k, v in row.items() if k != "seq"})  # type: ignore[no-any-return]
-    return public(history.as_of(services.store, job_id, history.parse_as_of(as_of)))  # type: ignore[no-any-return]
+        return public({k: v for k, v in row.items() if k != "seq"}, services.settings.data_dir)  # type: ignore[no-any-return]
+    state = history.as_of(services.store, job_id, history.parse_as_of(as_of))
+    return public(state, services.settings.data_dir)  # type: ignore[no-any-return]
 
 
 async def _transition(
@@ -182,7 +185,7 @@ async def _transition(
     await anyio.to_thread.run_sync(services.after_commands)
     after = owned_job(services, auditor.principal.tenant_id, job_id)
     auditor.record(action, "job", job_id, previous=before["status"], new=after["status"])
-    return public({k: v for k, v in after.items() if k != "seq"})  # type: ignore[no-any-return]
+    return public({k: v for k, v in after.items() if k != "seq"}, services.settings.data_dir)  # type: ignore[no-any-return]
 
 
 @router.post("/{job_id}/cancel")
@@ -222,7 +225,7 @@ def job_history(
     if point is not None:
         out["as_of"] = as_of
         out["state"] = history.as_of(services.store, job_id, point)
-    return public(out)  # type: ignore[no-any-return]
+    return public(out, services.settings.data_dir)  # type: ignore[no-any-return]
 
 
 @router.get("/{job_id}/executions")
@@ -235,7 +238,8 @@ def job_executions(
 ) -> PageOut:
     owned_job(services, auditor.principal.tenant_id, job_id)
     return page_out(
-        agents.list_executions(services.db, auditor.principal.tenant_id, job_id, cursor=cursor, limit=limit)
+        agents.list_executions(services.db, auditor.principal.tenant_id, job_id, cursor=cursor, limit=limit),
+        services.settings.data_dir,
     )
 
 
@@ -252,5 +256,6 @@ def job_traces(
     return page_out(
         agents.list_traces(
             services.db, auditor.principal.tenant_id, job_id, agent_type=agent_type, cursor=cursor, limit=limit
-        )
+        ),
+        services.settings.data_dir,
     )

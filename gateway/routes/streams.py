@@ -146,7 +146,7 @@ async def feed(
                 terminal = None
             if wanted(envelope, event_types, agent_types):
                 yield ServerSentEvent(
-                    data=json.dumps(message(envelope), default=str),
+                    data=json.dumps(public(message(envelope), services.settings.data_dir), default=str),
                     id=str(envelope.position),
                     event=message_type(envelope),
                 )

@@ -1,13 +1,19 @@
 """/api/v1/uploads: a tenant's CSV and Parquet files, so that the API needs no server paths.
 
 Files go to `<data_dir>/uploads/<tenant>/` under a sanitized name, streamed to
-disk and cut off at `max_upload_bytes` (413). A job or a connection names one as
-`upload://NAME`. `admitted` is the source policy check that job and connection
-commands run before anything is stored.
+a temporary file and cut off at `max_upload_bytes` or the tenant's
+`upload_quota_bytes` (413). The content is sniffed on the way: Parquet must
+start and end with `PAR1`, CSV/TSV must be UTF-8 text, never a SQLite or DuckDB
+database (422). Only a complete body (closing multipart boundary seen, 400
+otherwise) that passed the checks is renamed into place, and never over an
+existing upload unless `?replace=true` (409). A job or a connection names one
+as `upload://NAME`. `admitted` is the source policy check that job and
+connection commands run before anything is stored.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import re
@@ -28,6 +34,11 @@ from projections import directory
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 CONNECTION_PREFIX = "connection://"
 SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+HEAD_BYTES = 64 * 1024
+PARQUET_MAGIC = b"PAR1"
+SQLITE_HEADER = b"SQLite format 3\x00"
+DUCKDB_MAGIC = b"DUCK"  # at offset 8 of a DuckDB database file
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -72,6 +83,69 @@ def tenant_area(services: ServicesDep, tenant: str) -> Path:
     return services.settings.uploads_dir / tenant_folder(tenant)
 
 
+def used_bytes(area: Path) -> int:
+    """Bytes the tenant's upload area holds now, temporary files of uploads in progress included."""
+    if not area.is_dir():
+        return 0
+    total = 0
+    with os.scandir(area) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+class Content:
+    """What the streamed bytes look like: the first 64 KiB, the last 4 bytes, and whether all are UTF-8."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = b""
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.utf8 = True
+
+    def feed(self, data: bytes) -> None:
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        self.tail = (self.tail + data[-4:])[-4:]
+        if self.utf8:
+            try:
+                self.decoder.decode(data)
+            except UnicodeDecodeError:
+                self.utf8 = False
+
+    def refusal(self, name: str) -> Problem | None:
+        """A 422 saying what a file called `name` must hold, or None when it holds that."""
+        if name.lower().endswith(PARQUET_SUFFIXES):
+            head, tail = bytes(self.head[:4]), self.tail
+            if len(self.head) < 8 or head != PARQUET_MAGIC or tail != PARQUET_MAGIC:
+                return Problem(
+                    422,
+                    "Unprocessable Content",
+                    f"{name!r} is not a Parquet file (Parquet starts and ends with PAR1); "
+                    "upload a Parquet file, or a CSV file named .csv",
+                    kind="upload-content",
+                )
+            return None
+        if self.utf8:
+            try:
+                self.decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        database = self.head.startswith(SQLITE_HEADER) or self.head[8:12] == DUCKDB_MAGIC
+        if database or b"\x00" in self.head or not self.utf8:
+            what = "a database file" if database else "not UTF-8 text"
+            return Problem(
+                422,
+                "Unprocessable Content",
+                f"{name!r} is {what}, but a .csv/.tsv upload must be UTF-8 text; "
+                "export the table as UTF-8 CSV, or upload Parquet",
+                kind="upload-content",
+            )
+        return None
+
+
 class _Receiver:
     """python-multipart callbacks: the part named `file` goes to a temporary file in the tenant's area."""
 
@@ -85,6 +159,9 @@ class _Receiver:
         self.tmp: Path | None = None
         self.out: IO[bytes] | None = None
         self.size = 0
+        self.content = Content()
+        self.file_complete = False  # the file part's closing boundary was seen
+        self.complete = False  # the body's closing boundary was seen
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -95,6 +172,7 @@ class _Receiver:
             "on_headers_finished": self.headers_finished,
             "on_part_data": self.data,
             "on_part_end": self.end,
+            "on_end": self.finished,
         }
 
     def begin(self) -> None:
@@ -117,14 +195,20 @@ class _Receiver:
 
     def data(self, data: bytes, start: int, end: int) -> None:
         if self.part_name == "file" and self.out is not None and not self.out.closed:
-            self.out.write(data[start:end])
+            chunk = data[start:end]
+            self.out.write(chunk)
+            self.content.feed(chunk)
             self.size += end - start
         elif self.part_name == "name" and len(self.name_field) < 1024:
             self.name_field += data[start:end]
 
     def end(self) -> None:
-        if self.part_name == "file" and self.out is not None:
+        if self.part_name == "file" and self.out is not None and not self.out.closed:
             self.out.close()
+            self.file_complete = True
+
+    def finished(self) -> None:
+        self.complete = True
 
     def discard(self) -> None:
         if self.out is not None:
@@ -134,19 +218,35 @@ class _Receiver:
                 self.tmp.unlink()
 
 
+def placed(tmp: Path, final: Path, replace: bool) -> None:
+    """Move the checked temporary file to its name: atomically, and over an existing upload only if `replace`."""
+    if replace:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)  # fails if the name exists, unlike a rename
+    except FileExistsError:
+        raise Problem(409, "Conflict", f"upload {final.name} exists; DELETE it first or send ?replace=true") from None
+    tmp.unlink()
+
+
 @router.post(
     "",
     status_code=201,
     description="Upload a CSV or Parquet file (multipart field `file`, optional field `name`). "
-    "Use the returned `source` (upload://NAME) as a job's `source` or a connection's `uri`.",
+    "Use the returned `source` (upload://NAME) as a job's `source` or a connection's `uri`. "
+    "An existing upload of the same name is kept (409) unless `replace=true`.",
 )
 async def upload(
-    request: Request, services: ServicesDep, auditor: Auditor = allowed(Permission.CREATE_JOB)
+    request: Request,
+    services: ServicesDep,
+    replace: bool = False,
+    auditor: Auditor = allowed(Permission.CREATE_JOB),
 ) -> dict[str, Any]:
     from python_multipart import MultipartParser
     from python_multipart.multipart import parse_options_header
 
-    limit = services.settings.max_upload_bytes
+    limit, quota = services.settings.max_upload_bytes, services.settings.upload_quota_bytes
     too_large = Problem(413, "Content Too Large", f"uploads are limited to {limit} bytes; send a smaller file")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + 64 * 1024:
@@ -156,19 +256,39 @@ async def upload(
     if kind != b"multipart/form-data" or not boundary:
         raise Problem(422, "Unprocessable Content", "send multipart/form-data with the file in the field `file`")
     tenant = auditor.principal.tenant_id
-    receiver = _Receiver(tenant_area(services, tenant))
+    area = tenant_area(services, tenant)
+    used = await anyio.to_thread.run_sync(used_bytes, area)
+    over_quota = Problem(
+        413,
+        "Content Too Large",
+        f"your uploads would exceed your tenant's quota of {quota} bytes ({used} in use); "
+        "DELETE uploads you no longer need, or send a smaller file",
+    )
+    if declared.isdigit() and used + int(declared) > quota + 64 * 1024:
+        raise over_quota
+    receiver = _Receiver(area)
     try:
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         async for chunk in request.stream():
             await anyio.to_thread.run_sync(parser.write, chunk)
             if receiver.size > limit:
                 raise too_large
-        parser.finalize()
+            if used + receiver.size > quota:
+                raise over_quota
+        if not receiver.complete or (receiver.tmp is not None and not receiver.file_complete):
+            raise Problem(
+                400,
+                "Bad Request",
+                "the upload is incomplete: the multipart body ended before its closing boundary; "
+                "send the whole file again",
+            )
         if receiver.tmp is None or receiver.filename is None:
             raise Problem(422, "Unprocessable Content", "send the file in the multipart field `file`")
         name = sanitized(receiver.name_field.decode("utf-8", "replace") or receiver.filename)
-        final = receiver.tmp.parent / name
-        os.replace(receiver.tmp, final)
+        refusal = receiver.content.refusal(name)
+        if refusal is not None:
+            raise refusal
+        await anyio.to_thread.run_sync(placed, receiver.tmp, receiver.tmp.parent / name, replace)
     except Problem as problem:
         receiver.discard()
         detail, status = problem.detail, problem.status

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import polars as pl
+
 from commands.store import EventStore
 from commands.unit_of_work import Progress, Trace, load_job
 from domain.envelope import Envelope
 from domain.job import FailJob, JobRequested, JobRetried, RecordSchemaAnalysis
-from processors.profiling import InputError, profile_table
-from processors.sources import load_table, snapshot
+from processors.profiling import InputError, profile_table, require_rows
+from processors.sources import SourceError, SourceUnavailable, check_source, load_table, redact, snapshot
+from processors.sources.errors import UnreadableFile
 from processors.workbench import Workbench
 
 NAME = "schema"
@@ -26,8 +29,9 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     where = f"{request.source}" + (f" table {request.table}" if request.table else "")
     out: list[Any] = [Trace(job_id, NAME, "tool_call", f"load_table({where})", {"source": request.source})]
     try:
-        df = load_table(bench.resolve_source(request.source, envelope.tenant_id), request.table)
+        df = _load(bench, request.source, request.table, envelope.tenant_id)
         profile = profile_table(df, request.target, request.task)  # type: ignore[arg-type]
+        require_rows(df, profile)
     except InputError as error:
         return [
             *out,
@@ -68,3 +72,34 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         )
     )
     return out
+
+
+def _load(bench: Workbench, source: str, table: str | None, tenant: str) -> pl.DataFrame:
+    """The job's table, read under the workbench's policy.
+
+    The CLI's local policy keeps the detailed error; under the API's policy a failure
+    names the source as the tenant gave it (`upload://NAME`, the redacted URI), never
+    the server path it resolved to.
+    """
+    policy = bench.source_policy
+    resolved = bench.resolve_source(source, tenant)
+    if policy.unrestricted:
+        return load_table(resolved, table, policy=policy, tenant=tenant)
+    shown = redact(source)
+    try:
+        location = check_source(resolved, table, policy=policy, tenant=tenant)
+    except SourceUnavailable:
+        raise SourceUnavailable(shown) from None
+    except SourceError as error:
+        raise _as_given(error, resolved, shown) from None
+    try:
+        return load_table(resolved, table, policy=policy, tenant=tenant)
+    except SourceUnavailable:  # admitted, so the file exists: it cannot be parsed
+        raise (UnreadableFile(shown) if location.kind in ("csv", "parquet") else SourceUnavailable(shown)) from None
+    except SourceError as error:
+        raise _as_given(error, resolved, shown) from None
+
+
+def _as_given(error: SourceError, resolved: str, shown: str) -> SourceError:
+    """`error` with the resolved source (a server path) replaced by the source as the tenant gave it."""
+    return SourceError(str(error).replace(redact(resolved), shown).replace(resolved, shown))

@@ -27,3 +27,13 @@ class RejectedQuery(SourceError):
 
 class QueryTimeout(SourceError):
     """The query ran past its time limit."""
+
+
+class UnreadableFile(SourceError):
+    """An admitted file that is not a readable CSV or Parquet file; shown by the name the tenant gave."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__(
+            f"the file is not a readable CSV or Parquet file: {shown}; check that it opens as CSV or Parquet "
+            "and upload it again with POST /api/v1/uploads"
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from processors.sources.errors import SourceError, SourceUnavailable
@@ -26,6 +26,9 @@ _TENANT_FOLDER = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._ -]{0,199}$")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+# Set on a database Location admitted by the local (CLI) policy: its sessions may use any role. A URI
+# cannot carry it (`parse` refuses unknown options), and a Location without it gets the tenant's checks.
+LOCAL_USER = ("afep_local_user", "1")
 
 
 def tenant_folder(tenant: str) -> str:
@@ -67,7 +70,9 @@ class SourcePolicy:
         location = parse(source)
         if location.is_file:
             return location.with_path(str(self._file(location, source, tenant)))
-        if not self.unrestricted and not self._host_allowed(location):
+        if self.unrestricted:
+            return replace(location, options=(*location.options, LOCAL_USER))
+        if not self._host_allowed(location):
             raise SourceUnavailable(redact(source))
         return location
 
@@ -88,6 +93,8 @@ class SourcePolicy:
         roots = [own, *(Path(os.path.realpath(r.replace("{tenant}", tenant_folder(tenant)))) for r in self.roots)]
         internal = self.data_dir is not None and _inside(real, Path(os.path.realpath(self.data_dir)))
         allowed = any(_inside(real, root) for root in roots) and (not internal or _inside(real, own))
+        if location.kind in ("sqlite", "duckdb") and _inside(real, own.parent):
+            allowed = False  # upload areas hold CSV and Parquet only, never a database to open
         if not allowed or not real.is_file():
             raise SourceUnavailable(source)
         return real

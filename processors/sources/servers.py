@@ -4,11 +4,19 @@ Sessions are read-only on the server's side (PostgreSQL
 `default_transaction_read_only`, MySQL `START TRANSACTION READ ONLY`) and carry
 the time limit there too (`statement_timeout`, `MAX_EXECUTION_TIME` or MariaDB's
 `max_statement_time`), besides the client's timer.
+
+A tenant's session (any Location not admitted by the local policy, see
+`policy.LOCAL_USER`) is also refused when its role can read the server's files:
+a PostgreSQL superuser or member of `pg_read_server_files`,
+`pg_write_server_files` or `pg_execute_server_program`; a MySQL/MariaDB account
+with `FILE`, `SUPER` or `ALL PRIVILEGES` on `*.*`. The SQL validator refuses
+file functions; this holds should one slip past it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +25,8 @@ from typing import Any
 import polars as pl
 
 from processors.sources.base import Result, Schema, Session, frame, run_query, table_sql
-from processors.sources.errors import SourceUnavailable
+from processors.sources.errors import SourceError, SourceUnavailable
+from processors.sources.policy import LOCAL_USER
 from processors.sources.sql import SYSTEM_SCHEMAS
 from processors.sources.uri import Location
 
@@ -27,6 +36,40 @@ _COLUMNS = (
     "SELECT table_name, column_name, data_type FROM information_schema.columns "
     f"WHERE {_NOT_SYSTEM} ORDER BY table_name, ordinal_position"
 )
+
+
+FILE_ROLE = (
+    "the connection's database role can read server files (superuser / FILE privilege); connect as a role without it"
+)
+_PG_FILE_ROLE = (
+    "SELECT r.rolsuper OR EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname IN "
+    "('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program') "
+    "AND pg_has_role(current_user, g.oid, 'MEMBER')) FROM pg_roles r WHERE r.rolname = current_user"
+)
+_MYSQL_FILE_PRIVILEGES = re.compile(r"\b(ALL PRIVILEGES|ALL|FILE|SUPER)\b")
+
+
+class FileRole(SourceError):
+    """The connection's role can read the database server's files: refused for a tenant."""
+
+    def __init__(self) -> None:
+        super().__init__(FILE_ROLE)
+
+
+def _for_tenant(location: Location) -> bool:
+    return LOCAL_USER not in location.options
+
+
+def mysql_grants_read_files(grants: list[str]) -> bool:
+    """Whether `SHOW GRANTS` lines give FILE, SUPER or ALL PRIVILEGES on `*.*` (the server's files)."""
+    for grant in grants:
+        upper = " ".join(grant.upper().split())
+        if not upper.startswith("GRANT ") or " ON *.* " not in upper:
+            continue
+        privileges = upper.removeprefix("GRANT ").split(" ON *.* ", 1)[0]
+        if _MYSQL_FILE_PRIVILEGES.search(privileges):
+            return True
+    return False
 
 
 def _tables(rows: list[Any]) -> Schema:
@@ -79,6 +122,12 @@ class PostgresSource:
             raise SourceUnavailable(self.label) from None
         try:
             conn.read_only = True
+            if _for_tenant(where):
+                with conn.cursor() as cursor:
+                    row = cursor.execute(_PG_FILE_ROLE).fetchone()
+                conn.rollback()
+                if row is None or row[0] is not False:
+                    raise FileRole()
             yield _PostgresSession(conn)
         finally:
             conn.close()
@@ -158,6 +207,10 @@ class MysqlSource:
                         cursor.execute(f"SET SESSION MAX_EXECUTION_TIME = {max(1, int(timeout * 1000))}")
                     except pymysql.Error:  # MariaDB names it differently, in seconds
                         cursor.execute(f"SET SESSION max_statement_time = {timeout:.3f}")
+                if _for_tenant(self.location):
+                    cursor.execute("SHOW GRANTS")
+                    if mysql_grants_read_files([str(row[0]) for row in cursor.fetchall()]):
+                        raise FileRole()
                 cursor.execute("START TRANSACTION READ ONLY")
             session = _MysqlSession(conn, self._connect)
             try:

@@ -8,8 +8,6 @@ backends): this is the first of two locks, not the only one.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlglot
 from sqlglot import exp
 
@@ -54,16 +52,13 @@ _FORBIDDEN = tuple(
     )
     if hasattr(exp, name)
 )
-# Functions that read files, reach other databases, sessions or the server itself.
+# Functions that read files, run a query given as a string, or reach other databases, sessions or the server.
 DANGEROUS_FUNCTIONS = frozenset(
     {
-        # DuckDB file and database readers
+        # DuckDB file and database readers, and functions that run SQL given as a string
         "read_csv",
         "read_csv_auto",
-        "read_parquet",
         "parquet_scan",
-        "parquet_metadata",
-        "parquet_schema",
         "read_json",
         "read_json_auto",
         "read_json_objects",
@@ -74,36 +69,32 @@ DANGEROUS_FUNCTIONS = frozenset(
         "read_xlsx",
         "sniff_csv",
         "glob",
-        "sqlite_scan",
-        "sqlite_attach",
-        "postgres_scan",
-        "postgres_attach",
-        "postgres_query",
-        "mysql_scan",
-        "mysql_query",
-        "iceberg_scan",
-        "delta_scan",
+        "query",
+        "query_table",
+        "getvariable",
+        "which_secret",
         "load_extension",
         "getenv",
         "current_setting",
         "set_config",
-        # PostgreSQL (besides every pg_* function)
-        "dblink",
-        "query_to_xml",
-        "query_to_xml_and_xmlschema",
-        "cursor_to_xml",
-        "table_to_xml",
-        "schema_to_xml",
-        "database_to_xml",
+        # PostgreSQL (besides every pg_*, lo_*, dblink*, *xml* function)
+        "ts_stat",
+        "ts_rewrite",
         "inet_server_addr",
         "inet_server_port",
-        # MySQL
+        "inet_client_addr",
+        "inet_client_port",
+        # MySQL/MariaDB
         "load_file",
-        "sys_exec",
-        "sys_eval",
         "benchmark",
         "sleep",
         "get_lock",
+        "release_lock",
+        "release_all_locks",
+        "is_free_lock",
+        "is_used_lock",
+        "master_pos_wait",
+        "source_pos_wait",
         # SQLite shell extensions
         "readfile",
         "writefile",
@@ -111,20 +102,62 @@ DANGEROUS_FUNCTIONS = frozenset(
         "fts3_tokenizer",
     }
 )
-_DANGEROUS_PREFIXES = ("pg_", "lo_", "dblink", "duckdb_", "pragma_", "sqlite_")
+# Whole families, refused by name shape: the database resolves a call to its unquoted, lower-cased name.
+_DANGEROUS_PREFIXES = (
+    "pg_",
+    "lo_",
+    "dblink",
+    "duckdb_",
+    "pragma_",
+    "sqlite_",
+    "sys_",
+    "read_",
+    "parquet_",
+    "iceberg_",
+    "delta_",
+    "postgres_",
+    "mysql_",
+)
+_DANGEROUS_SUFFIXES = ("_scan", "_attach")
+_DANGEROUS_PARTS = ("xml",)  # query_to_xml, cursor_to_xml, table_to_xml, ...: they run a query
+# Call nodes whose name is the identifier in `this` (not the class's own name).
+_NAMED_BY_THIS = tuple(
+    getattr(exp, name)
+    for name in ("Anonymous", "AnonymousAggFunc", "CombinedAggFunc", "ParameterizedAgg", "CombinedParameterizedAgg")
+    if hasattr(exp, name)
+)
 
 
-def _function_name(node: Any) -> str | None:
-    if isinstance(node, exp.Anonymous):
-        return str(node.this).lower()
+def _function_names(node: exp.Expression) -> list[str]:
+    """The names the database may resolve this call to (unquoted, lower-cased); [] if not a call.
+
+    A quoted function name is refused here: `"pg_read_file"()` or `` `LOAD_FILE`() `` name the same
+    function as the plain spelling, and only the plain spelling is checked against the refused set.
+    """
+    if isinstance(node, _NAMED_BY_THIS):
+        this = node.this
+        if isinstance(this, exp.Identifier):
+            if this.quoted:
+                raise RejectedQuery(
+                    f"quoted function names are not allowed ({this.sql()[:100]}); call the function by its plain name"
+                )
+            return [this.name.lower()]
+        if isinstance(this, exp.Expression):
+            return [this.name.lower()]
+        return [str(this).strip('`"[]').lower()]
     if isinstance(node, exp.Func):
-        return node.sql_name().lower()
-    return None
+        return [node.sql_name().lower(), *(n.lower() for n in type(node).sql_names())]
+    return []
 
 
 def is_dangerous(name: str) -> bool:
-    name = name.lower()
-    return name in DANGEROUS_FUNCTIONS or name.startswith(_DANGEROUS_PREFIXES)
+    name = name.lower().strip()
+    return (
+        name in DANGEROUS_FUNCTIONS
+        or name.startswith(_DANGEROUS_PREFIXES)
+        or name.endswith(_DANGEROUS_SUFFIXES)
+        or any(part in name for part in _DANGEROUS_PARTS)
+    )
 
 
 def is_system_table(table: str, schema: str = "") -> bool:
@@ -155,9 +188,17 @@ def _validate(sql: str, dialect: str) -> exp.Query:
     for node in statement.walk():
         if isinstance(node, _FORBIDDEN):
             raise RejectedQuery(f"{node.key.upper()} is not allowed in an exploratory query; use a plain SELECT")
-        name = _function_name(node)
-        if name is not None and is_dangerous(name):
-            raise RejectedQuery(f"{name}() is not allowed in an exploratory query; query the source's tables")
+        for name in _function_names(node):
+            if is_dangerous(name):
+                raise RejectedQuery(f"{name}() is not allowed in an exploratory query; query the source's tables")
+        if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
+            qualifier = node.this.name.lower() if isinstance(node.this, exp.Expression) else str(node.this)
+            if qualifier in SYSTEM_SCHEMAS:
+                raise RejectedQuery(
+                    f"functions of the {qualifier} schema are not allowed; call the function without a schema"
+                )
+        if isinstance(node, exp.SessionParameter):
+            raise RejectedQuery("server variables (@@name) are not allowed in an exploratory query")
         if isinstance(node, exp.Table):
             table = node.name
             if is_system_table(table, node.db) or "/" in table or "\\" in table or "." in table:
@@ -172,6 +213,10 @@ def limited(query: exp.Query, kind: str, max_rows: int) -> str:
     """`query` wrapped so that the database returns at most `max_rows` rows."""
     dialect = DIALECTS[kind]
     try:
-        return exp.select("*").from_(exp.paren(query).as_("q")).limit(max_rows).sql(dialect=dialect)
+        sent = exp.select("*").from_(exp.paren(query).as_("q")).limit(max_rows).sql(dialect=dialect)
+        _validate(sent, dialect)  # what the database runs is checked too, not only what the tenant wrote
+        return sent
+    except sqlglot.errors.SqlglotError:
+        raise RejectedQuery("the SQL cannot be checked once rewritten with its row limit; simplify it") from None
     except RecursionError:
         raise RejectedQuery("the SQL is nested too deeply to check; flatten the subqueries") from None

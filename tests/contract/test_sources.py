@@ -156,6 +156,12 @@ def test_run_caps_bytes_and_says_so(source: tuple[Backend, str, str]) -> None:
         "SELECT * FROM '/etc/passwd.csv'",
         "SELECT lo_import('/etc/passwd')",
         "SELECT dblink('host=x', 'select 1')",
+        "SELECT \"pg_read_file\"('/etc/passwd')",
+        "SELECT `LOAD_FILE`('/etc/passwd')",
+        "SELECT * FROM ts_stat('select 1')",
+        "SELECT query_to_xml('select 1', true, true, '')",
+        "SELECT * FROM query('select 1')",
+        "SELECT * FROM duckdb_settings()",
         "SELECT " + "(" * 5000 + "1" + ")" * 5000,
     ],
 )
@@ -229,3 +235,25 @@ def test_csv_header_quotes_follow_the_csv_standard(tmp_path: Path) -> None:
     path = tmp_path / "quoted.csv"
     path.write_text('id,"Amt""x","a,b"\n1,2,3\n')
     assert load_table(str(path)).columns == ["id", 'Amt"x', "a,b"]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param(
+            "mysql", marks=pytest.mark.skipif(not _mysql_reachable(), reason="no MySQL/MariaDB at 127.0.0.1:3306")
+        ),
+    ],
+)
+def test_a_tenant_session_refuses_a_role_that_reads_server_files(kind: str) -> None:
+    """Admitted by a tenant's policy (not the CLI's), a superuser / FILE-privileged role is refused on open."""
+    with _postgres() if kind == "postgresql" else _mysql() as (uri, table):
+        tenant = SourcePolicy(hosts=("127.0.0.1",)).admit(uri, "t")
+        for call in (lambda b: b.load(table), lambda b: b.schema(), lambda b: b.run("SELECT 1", **LIMITS)):
+            with pytest.raises(SourceError, match="can read server files"):
+                call(open_backend(tenant))
+        assert open_backend(SourcePolicy.local().admit(uri, "t")).load(table).height == 50
+
+
+LIMITS = {"max_rows": 1, "max_bytes": 10**6, "timeout": 10.0}

@@ -95,6 +95,20 @@ def test_bad_input_ends_the_job_with_one_line_and_a_job_failed(
     assert topics == ["JobRequested", "JobFailed"]
 
 
+def test_a_four_row_csv_ends_the_job_with_one_line_saying_how_many_rows_are_needed(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.csv"
+    path.write_text("income,debt,y\n100,10,0\n200,90,1\n150,20,0\n120,100,1\n")
+    data_dir = tmp_path / "state"
+    result = afep("run", str(path), "--target", "y", "--data-dir", str(data_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert "the table has 4 rows; AFEP needs at least 50 (and 10 of each class) to test features — add rows" in line
+    assert "LightGBM" not in result.stdout + result.stderr
+    topics = [t for t, _ in events(data_dir) if t not in ("AgentTraced", "ProgressReported")]
+    assert topics == ["JobRequested", "JobFailed"]
+
+
 @pytest.mark.slow
 def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
     data_dir, out = tmp_path / "state", tmp_path / "out"

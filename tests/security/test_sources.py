@@ -7,8 +7,10 @@ time) hold; an uploaded file and an operator-allowed host still work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,54 @@ def test_explorer_limits_hold(hostile: Any) -> None:
         assert {("explorer.profile", 200), ("explorer.schema", 200)} <= statuses, statuses
 
 
+# Bypasses the validator once let through: quoted or schema-qualified names, functions that run SQL strings.
+POSTGRES_BYPASSES = [
+    "select pg_catalog.\"pg_read_file\"('/etc/hostname')",
+    "select \"pg_read_file\"('/etc/hostname')",
+    "select pg_catalog.\"pg_ls_dir\"('.')",
+    "select \"pg_ls_dir\"('.')",
+    "select pg_catalog.\"pg_read_binary_file\"('/etc/hostname')",
+    "select pg_catalog.\"query_to_xml\"('select rolname from pg_authid', true, true, '')",
+    "select query_to_xml('select rolname from pg_authid', true, true, '')",
+    "select query_to_xmlschema('select 1', true, true, '')",
+    "select cursor_to_xml('c', 1, true, true, '')",
+    "select table_to_xml('pg_authid', true, true, '')",
+    "select * from ts_stat('select to_tsvector(rolname) from pg_authid')",
+    "select * from public.ts_stat('select to_tsvector(rolname) from pg_authid')",
+    "select * from (select * from ts_stat('select to_tsvector(rolname) from pg_authid')) s",
+    "with w as (select * from ts_stat('select 1')) select * from w",
+    "select ts_rewrite('a'::tsquery, 'select 1')",
+    "select current_setting('data_directory')",
+    "select * from rows from (pg_ls_dir('.'))",
+]
+DUCKDB_BYPASSES = [
+    "select * from query('select current_setting(''allowed_paths'')')",
+    "select * from query_table('data')",
+    "select * from duckdb_settings()",
+    'select * from "duckdb_settings"()',
+    "select current_setting('allowed_paths')",
+    "select getvariable('x')",
+    "select * from data, lateral (select * from query('select 1')) q",
+]
+
+
+@contextlib.contextmanager
+def _plain_postgres_role(table: str) -> Iterator[str]:
+    """A LOGIN role with SELECT on `table` only (no superuser, no file roles); its URI."""
+    import psycopg
+
+    role = f"afep_ro_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON {table} TO {role}")
+    try:
+        yield POSTGRES_URL.replace("postgres@", f"{role}@", 1)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"REVOKE ALL ON {table} FROM {role}")
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
 @pytest.mark.postgres
 def test_an_operator_allowed_host_works_and_catalogs_stay_closed(hostile: Any) -> None:
     import psycopg
@@ -168,16 +218,24 @@ def test_an_operator_allowed_host_works_and_catalogs_stay_closed(hostile: Any) -
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} AS SELECT g AS x, g % 2 AS y FROM generate_series(1, 40) g")
     try:
-        with hostile(source_hosts="127.0.0.1") as api:
+        with _plain_postgres_role(table) as plain, hostile(source_hosts="127.0.0.1") as api:
             alice = api.client("alice", "data_scientist")
             api.project(alice)
-            conn = alice.post("/connections", json={"name": "wh", "uri": POSTGRES_URL})
+            conn = alice.post("/connections", json={"name": "wh", "uri": plain})
             assert conn.status_code == 201, conn.text
             conn_id = conn.json()["id"]
             r = alice.post("/explorer/query", json={"connection_id": conn_id, "sql": f"SELECT sum(x) FROM {table}"})
             assert r.status_code == 200 and r.json()["rows"] == [[820]], r.text
-            for sql in ("SELECT rolpassword FROM pg_authid", "SELECT pg_read_file('/etc/passwd')", "SELECT 1 INTO t2"):
-                _refused(alice.post("/explorer/query", json={"connection_id": conn_id, "sql": sql}))
+            for sql in (
+                "SELECT rolpassword FROM pg_authid",
+                "SELECT pg_read_file('/etc/passwd')",
+                "SELECT 1 INTO t2",
+                *POSTGRES_BYPASSES,
+            ):
+                refused = alice.post("/explorer/query", json={"connection_id": conn_id, "sql": sql})
+                assert refused.status_code == 422, (sql, refused.text)
+                _refused(refused)
+                assert "rejected-query" in refused.json()["type"], (sql, refused.text)
             write = alice.post(
                 "/explorer/query", json={"connection_id": conn_id, "sql": f"SELECT * FROM {table} FOR UPDATE"}
             )
@@ -195,6 +253,90 @@ def test_an_operator_allowed_host_works_and_catalogs_stay_closed(hostile: Any) -
                 own = alice.post("/connections", json={"name": "own", "uri": api.settings.database_url})
                 _refused(own)
             assert api.store.last_position() == before
+            # a superuser connection, on an allowed host, is refused before any query runs
+            root = alice.post("/connections", json={"name": "root", "uri": POSTGRES_URL})
+            assert root.status_code == 201, root.text
+            root_id = root.json()["id"]
+            for answer in (
+                alice.post("/explorer/query", json={"connection_id": root_id, "sql": f"SELECT sum(x) FROM {table}"}),
+                alice.get(f"/explorer/schema/{root_id}"),
+            ):
+                assert answer.status_code == 422, answer.text
+                assert "can read server files" in answer.json()["detail"], answer.text
+                _refused(answer)
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_duckdb_functions_that_run_sql_are_refused(hostile: Any) -> None:
+    with hostile() as api:
+        alice = api.client("alice", "data_scientist")
+        conn = alice.post("/connections", json={"name": "csv", "uri": _upload(alice, "mine.csv", "x,y\n1,0\n")})
+        assert conn.status_code == 201, conn.text
+        conn_id = conn.json()["id"]
+        for sql in DUCKDB_BYPASSES:
+            r = alice.post("/explorer/query", json={"connection_id": conn_id, "sql": sql})
+            assert r.status_code == 422, (sql, r.text)
+            assert "rejected-query" in r.json()["type"] and "allowed_paths" not in r.text, (sql, r.text)
+            _refused(r)
+        ok = alice.post("/explorer/query", json={"connection_id": conn_id, "sql": "select sum(x) from data"})
+        assert ok.status_code == 200 and ok.json()["rows"] == [[1]], ok.text
+
+
+def _mysql_root() -> Any:
+    import pymysql
+
+    return pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=2, autocommit=True)
+
+
+def _mysql_reachable() -> bool:
+    try:
+        _mysql_root().close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _mysql_reachable(), reason="no MySQL/MariaDB at 127.0.0.1:3306")
+def test_mysql_backticked_functions_and_file_privileged_accounts_are_refused(hostile: Any) -> None:
+    tag = uuid.uuid4().hex[:10]
+    database, user = f"afep_sec_{tag}", f"afep_ro_{tag}"
+    root = _mysql_root()
+    with root.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database}")
+        cursor.execute(f"CREATE TABLE {database}.items (x INTEGER)")
+        cursor.execute(f"INSERT INTO {database}.items VALUES (1), (2)")
+        cursor.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{tag}'")
+        cursor.execute(f"GRANT SELECT ON {database}.* TO '{user}'@'%'")
+    try:
+        with hostile(source_hosts="127.0.0.1") as api:
+            alice = api.client("alice", "data_scientist")
+            plain = alice.post(
+                "/connections", json={"name": "my", "uri": f"mysql://{user}:pw-{tag}@127.0.0.1:3306/{database}"}
+            )
+            assert plain.status_code == 201, plain.text
+            plain_id = plain.json()["id"]
+            ok = alice.post("/explorer/query", json={"connection_id": plain_id, "sql": "select count(*) from items"})
+            assert ok.status_code == 200 and ok.json()["rows"] == [[2]], ok.text
+            for sql in (
+                "select `LOAD_FILE`('/etc/passwd')",
+                "select `load_file`('/etc/passwd')",
+                "select LOAD_FILE('/etc/passwd')",
+                "select x from items where x = (select `sys_exec`('id'))",
+                "select @@datadir",
+            ):
+                r = alice.post("/explorer/query", json={"connection_id": plain_id, "sql": sql})
+                assert r.status_code == 422 and "rejected-query" in r.json()["type"], (sql, r.text)
+                _refused(r)
+            admin = alice.post("/connections", json={"name": "root", "uri": f"mysql://root@127.0.0.1:3306/{database}"})
+            assert admin.status_code == 201, admin.text
+            r = alice.post(
+                "/explorer/query", json={"connection_id": admin.json()["id"], "sql": "select sum(x) from items"}
+            )
+            assert r.status_code == 422 and "can read server files" in r.json()["detail"], r.text
+    finally:
+        with root.cursor() as cursor:
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        root.close()

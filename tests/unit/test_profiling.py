@@ -12,8 +12,10 @@ from processors.profiling import (
     NonNumericRegressionTarget,
     TableProfile,
     TargetHasNulls,
+    TooFewRows,
     UnknownTargetColumn,
     profile_table,
+    require_rows,
 )
 
 
@@ -122,3 +124,35 @@ def test_fast_on_10k_by_25() -> None:
     start = time.perf_counter()
     profile_table(df, "y", "auto")
     assert time.perf_counter() - start < 1.0
+
+
+def _refusal(df: pl.DataFrame, target: str = "y") -> str:
+    with pytest.raises(TooFewRows) as refused:
+        require_rows(df, profile_table(df, target, "auto"))
+    assert isinstance(refused.value, InputError) and "\n" not in str(refused.value)
+    return str(refused.value)
+
+
+def test_a_table_too_small_to_evaluate_is_refused_in_one_line() -> None:
+    tiny = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
+    assert _refusal(tiny) == (
+        "the table has 4 rows; AFEP needs at least 50 (and 10 of each class) to test features — add rows"
+    )
+    assert _refusal(tiny.head(2)).startswith("the table has 2 rows; AFEP needs at least 50")
+    rng = np.random.default_rng(4)
+    short = pl.DataFrame({"x": rng.normal(size=49), "y": rng.normal(size=49)})
+    assert _refusal(short) == "the table has 49 rows; AFEP needs at least 50 to test features — add rows"
+
+
+def test_a_rare_class_below_ten_rows_is_refused_and_the_minimum_passes() -> None:
+    x = np.arange(200, dtype=float)
+    rare = pl.DataFrame({"x": x, "y": ["bad"] * 9 + ["good"] * 191})
+    assert _refusal(rare) == (
+        "the table has 200 rows but only 9 with y='bad'; "
+        "AFEP needs at least 50 (and 10 of each class) to test features — add rows"
+    )
+    enough = pl.DataFrame({"x": x[:50], "y": ["bad"] * 10 + ["good"] * 40})
+    require_rows(enough, profile_table(enough, "y", "auto"))
+    rng = np.random.default_rng(5)
+    regression = pl.DataFrame({"x": rng.normal(size=50), "y": rng.normal(size=50)})
+    require_rows(regression, profile_table(regression, "y", "auto"))
