@@ -21,6 +21,7 @@ from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.errors import DomainError
 from domain.job import DEFAULT_MAX_ROUNDS, RequestJob, RetryJob
+from gateway import distributed
 from gateway.settings import Settings
 from processors.profiling import InputError
 
@@ -323,6 +324,9 @@ def serve(
 
     settings = _settings(data_dir)
     store = build_store(settings)
+    if settings.runtime == "kafka":  # the agents run in `afep worker` processes, fed by `afep relay`
+        uvicorn.run(create_app(settings, store=store), host=host, port=port)
+        return
     runtime = build_runtime(settings, store)
     runtime.start()
     try:
@@ -338,6 +342,9 @@ def schemas_write() -> None:
 
     for path in write_schemas():
         console.print(str(path))
+
+
+distributed.register(app, jobs_app)  # relay, worker, projector, jobs trace: the Kafka runtime's processes
 
 
 def _all(store: Any, types: list[str] | None = None) -> list[Any]:
