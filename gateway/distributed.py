@@ -125,18 +125,32 @@ def projector(
     data_dir: DataDirOption = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
 ) -> None:
-    """Feed the read models (SQL and ClickHouse events) from the Kafka topics."""
-    from gateway.bootstrap import bootstrap
+    """Feed the read models (and ClickHouse events, with AFEP_CLICKHOUSE_URL) from the Kafka topics.
+
+    Without a ClickHouse server the events table lives in embedded chdb, which one process
+    owns (the API's); this projector then feeds the SQL read models only.
+    """
     from processors.kafka.worker import build_projector_app, run
+    from projections.clickhouse import ClickHouse, ClickHouseEventsProjection
+    from projections.database import Database
+    from projections.projector import Projector
 
     settings = _settings(data_dir)
     config = kafka_config(settings)
     _logging(log_level)
-    services = bootstrap(settings)
+    store = _store(settings)
+    db = Database(settings.database_url or settings.readmodel_db_path)
+    readmodels = Projector(db, store)
+    readmodels.create_tables()
+    clickhouse = (
+        ClickHouse(url=settings.clickhouse_url, path=settings.clickhouse_path) if settings.clickhouse_url else None
+    )
+    events = ClickHouseEventsProjection(clickhouse, store) if clickhouse is not None else None
 
     def catch_up() -> None:
-        services.projector.catch_up()
-        services.events_projection.catch_up()
+        readmodels.catch_up()
+        if events is not None:
+            events.catch_up()
 
     app = build_projector_app(
         catch_up, config, instance_id=instance or f"{socket.gethostname()}-{os.getpid()}", data_dir=settings.data_dir
@@ -144,7 +158,15 @@ def projector(
     try:
         run(app, loglevel=log_level)
     finally:
-        services.close()
+        for close in (clickhouse.close if clickhouse else None, db.close, store.close):
+            if close is not None:
+                close()
+
+
+def _store(settings: Settings) -> Any:
+    from gateway.runtime_wiring import build_store
+
+    return build_store(settings)
 
 
 def jobs_trace(job_id: str, data_dir: DataDirOption = None) -> None:
