@@ -58,6 +58,38 @@ def _tracing(service: str, settings: Settings) -> Any:
     return tracing.configure(service, settings.data_dir, otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
+def heartbeat_path(settings: Settings, service: str) -> Path:
+    return settings.data_dir / "health" / f"{service}-{socket.gethostname()}"
+
+
+def heartbeat(settings: Settings, service: str) -> Any:
+    """A function that marks this process alive (for `afep health SERVICE`)."""
+    path = heartbeat_path(settings, service)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def beat() -> None:
+        path.write_text(f"{os.getpid()}\n")
+
+    beat()
+    return beat
+
+
+def health(
+    service: Annotated[str, typer.Argument(help="relay | worker | projector")],
+    max_age: Annotated[float, typer.Option(help="seconds since the last heartbeat")] = 30.0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Exit 0 if SERVICE on this host beat within --max-age seconds (a container healthcheck)."""
+    import time
+
+    path = heartbeat_path(_settings(data_dir), service)
+    age = time.time() - path.stat().st_mtime if path.exists() else None
+    if age is None or age > max_age:
+        print(f"afep: {service} on {socket.gethostname()} is not alive (last beat: {age and f'{age:.0f} s ago'})")
+        raise typer.Exit(1)
+    print(f"{service} alive, beat {age:.1f} s ago")
+
+
 def relay(
     data_dir: DataDirOption = None,
     batch_size: Annotated[int, typer.Option(help="events per publish")] = 500,
@@ -74,8 +106,9 @@ def relay(
     outbox = Relay(store, config, batch_size=batch_size)
     signal.signal(signal.SIGTERM, lambda *_: outbox.stop())
     logging.getLogger("afep.relay").info("relaying %s to %s", settings.data_dir, config.bootstrap)
+    beat = heartbeat(settings, "relay")
     try:
-        outbox.run()
+        outbox.run(on_pass=beat)
     except KeyboardInterrupt:
         pass
     finally:
@@ -116,6 +149,7 @@ def worker(
         instance_id=instance or f"{socket.gethostname()}-{os.getpid()}",
         data_dir=settings.data_dir,
         warm_up=bench.warm_up,
+        heartbeat=heartbeat(settings, "worker"),
     )
     run(app, loglevel=log_level)
 
@@ -153,7 +187,11 @@ def projector(
             events.catch_up()
 
     app = build_projector_app(
-        catch_up, config, instance_id=instance or f"{socket.gethostname()}-{os.getpid()}", data_dir=settings.data_dir
+        catch_up,
+        config,
+        instance_id=instance or f"{socket.gethostname()}-{os.getpid()}",
+        data_dir=settings.data_dir,
+        heartbeat=heartbeat(settings, "projector"),
     )
     try:
         run(app, loglevel=log_level)
@@ -192,4 +230,5 @@ def register(app: typer.Typer, jobs_app: typer.Typer) -> None:
     app.command()(relay)
     app.command()(worker)
     app.command()(projector)
+    app.command()(health)
     jobs_app.command("trace")(jobs_trace)

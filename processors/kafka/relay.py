@@ -80,7 +80,8 @@ class Relay:
         self.published += len(batch)
         return len(batch)
 
-    def run(self, *, poll_seconds: float = 0.1, until: Any = None) -> None:
+    def run(self, *, poll_seconds: float = 0.1, until: Any = None, on_pass: Any = None) -> None:
+        """Publish until stopped (or `until()`); `on_pass()` after every pass that reached the broker."""
         while not self._stop.is_set():
             try:
                 sent = self.publish_once()
@@ -89,6 +90,8 @@ class Relay:
                 self.reset()
                 self._stop.wait(1.0)
                 continue
+            if on_pass is not None:
+                on_pass()
             if until is not None and until():
                 return
             if sent < self.batch_size:

@@ -29,7 +29,9 @@ def group_id(agents: Sequence[ModuleType], prefix: str) -> str:
     return f"{prefix}-agents-{'-'.join(sorted(a.NAME for a in agents))}"
 
 
-def faust_app(app_id: str, config: KafkaConfig, *, instance_id: str, data_dir: Path) -> Any:
+def faust_app(
+    app_id: str, config: KafkaConfig, *, instance_id: str, data_dir: Path, heartbeat: Callable[[], None] | None = None
+) -> Any:
     """A faust app for Tansu: static membership, topics created by the relay, no web server, no tables."""
     import faust
 
@@ -50,6 +52,12 @@ def faust_app(app_id: str, config: KafkaConfig, *, instance_id: str, data_dir: P
         broker_max_poll_interval=3600.0,  # an evaluation may take minutes; the reaction runs off the loop
         stream_wait_empty=False,
     )
+    if heartbeat is not None:
+
+        async def beat() -> None:
+            heartbeat()
+
+        app.timer(5.0, name=f"{app_id}.heartbeat")(beat)
     return app
 
 
@@ -61,6 +69,7 @@ def build_worker_app(
     instance_id: str,
     data_dir: Path,
     warm_up: Callable[[], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> Any:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="afep-reactions")
     if warm_up is not None:
@@ -70,6 +79,7 @@ def build_worker_app(
         config,
         instance_id=instance_id,
         data_dir=data_dir,
+        heartbeat=heartbeat,
     )
     for agent in agents:
         _add_agent(app, reactor, executor, config, agent)
@@ -107,7 +117,13 @@ def _add_agent(
 
 
 def build_projector_app(
-    catch_up: Callable[[], Any], config: KafkaConfig, *, instance_id: str, data_dir: Path, batch: int = 500
+    catch_up: Callable[[], Any],
+    config: KafkaConfig,
+    *,
+    instance_id: str,
+    data_dir: Path,
+    batch: int = 500,
+    heartbeat: Callable[[], None] | None = None,
 ) -> Any:
     """The read models as a consumer of every AFEP topic.
 
@@ -123,6 +139,7 @@ def build_projector_app(
         config,
         instance_id=instance_id,
         data_dir=data_dir,
+        heartbeat=heartbeat,
     )
     topic = app.topic(
         *config.topics,
