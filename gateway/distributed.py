@@ -8,6 +8,7 @@ file under the data dir on one machine).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -55,7 +56,11 @@ def _logging(level: str) -> None:
 def _tracing(service: str, settings: Settings) -> Any:
     from processors.kafka import tracing
 
-    return tracing.configure(service, settings.data_dir, otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    provider = tracing.configure(
+        service, settings.data_dir, otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    atexit.register(provider.shutdown)  # the OTLP exporter batches: flush on the way out
+    return provider
 
 
 def heartbeat_path(settings: Settings, service: str) -> Path:
