@@ -3,8 +3,7 @@
 Topics are created explicitly with a fixed partition count (faust refuses topics a
 broker auto-created with another count). The producer is not idempotent and not
 transactional (Tansu supports neither); ordering per partition comes from one request
-in flight, and duplicates are dropped by the consumers' tracking positions. It sends
-one record per batch (see `producer`).
+in flight, and duplicates are dropped by the consumers' tracking positions.
 """
 
 from __future__ import annotations
@@ -88,9 +87,7 @@ def producer(config: KafkaConfig) -> Any:
         acks="all",
         retries=5,
         max_in_flight_requests_per_connection=1,  # a job's events keep their order on a retry
-        # One record per batch: Tansu 0.6 reports a partition's end offset as its last batch's
-        # base offset + 1, so with multi-record batches consumers stop short of the last records.
-        batch_size=0,
+        linger_ms=5,
         request_timeout_ms=15000,
     )
 
