@@ -79,10 +79,13 @@ class Tansu:
 
 if __name__ == "__main__":
     broker = Tansu(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("."))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the broker too, not only this process
     broker.start()
     print(f"AFEP_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
     try:
         assert broker.proc is not None
         broker.proc.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         broker.stop()
