@@ -325,6 +325,7 @@ def serve(
     settings = _settings(data_dir)
     store = build_store(settings)
     if settings.runtime == "kafka":  # the agents run in `afep worker` processes, fed by `afep relay`
+        distributed.trace_to("afep-api", settings)
         uvicorn.run(create_app(settings, store=store), host=host, port=port)
         return
     runtime = build_runtime(settings, store)

@@ -53,7 +53,7 @@ def _logging(level: str) -> None:
     )
 
 
-def _tracing(service: str, settings: Settings) -> Any:
+def trace_to(service: str, settings: Settings) -> Any:
     from processors.kafka import tracing
 
     provider = tracing.configure(
@@ -144,7 +144,7 @@ def worker(
     settings = _settings(data_dir)
     config = kafka_config(settings)
     _logging(log_level)
-    _tracing("afep-worker", settings)
+    trace_to("afep-worker", settings)
     store = build_store(settings)
     bench = build_workbench(settings)
     app = build_worker_app(

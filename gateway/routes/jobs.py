@@ -14,6 +14,7 @@ from domain import job
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
+from processors.kafka.tracing import command_span
 from projections import agents, directory, history, jobs
 from projections.pagination import Page
 
@@ -91,7 +92,9 @@ def create_job(
         body.max_rounds,
         body.max_candidates,
     )
-    recorded = execute(services.store, [(command, auditor.context(job_id))])
+    ctx = auditor.context(job_id)
+    with command_span("POST /api/v1/jobs", job_id, ctx.actor):  # the root of the job's trace
+        recorded = execute(services.store, [(command, ctx)])
     services.after_commands()
     if not recorded:
         response.status_code = 200  # the same request again: nothing new happened

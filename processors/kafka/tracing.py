@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from domain.envelope import Envelope
-from schemas.wire import span_id, traceparent
+from schemas.wire import span_id, trace_id, traceparent
 
 TRACER = "afep"
 _next_span_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("afep_next_span_id", default=None)
+_next_trace_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("afep_next_trace_id", default=None)
 
 
 def reaction_span_id(agent: str, envelope: Envelope) -> int:
@@ -31,7 +32,7 @@ def reaction_span_id(agent: str, envelope: Envelope) -> int:
 
 
 @contextlib.contextmanager
-def reaction_span(agent: str, envelope: Envelope, partition: int | None = None) -> Iterator[Any]:
+def reaction_span(agent: str, envelope: Envelope, partition: int | None = None, tracer: Any = None) -> Iterator[Any]:
     """The span of `agent` reacting to `envelope`: a child of the reaction that recorded the envelope."""
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -48,7 +49,7 @@ def reaction_span(agent: str, envelope: Envelope, partition: int | None = None) 
         attributes["messaging.destination.partition.id"] = str(partition)
     token = _next_span_id.set(reaction_span_id(agent, envelope))
     try:
-        tracer = trace.get_tracer(TRACER)
+        tracer = tracer or trace.get_tracer(TRACER)
         with tracer.start_as_current_span(
             f"{agent} {envelope.event_type}", context=parent, attributes=attributes
         ) as span:
@@ -57,23 +58,47 @@ def reaction_span(agent: str, envelope: Envelope, partition: int | None = None) 
         _next_span_id.reset(token)
 
 
+@contextlib.contextmanager
+def command_span(name: str, job_id: str, actor: str, tracer: Any = None) -> Iterator[Any]:
+    """The root of a job's trace: the command that requested it (its JobRequested points here)."""
+    from opentelemetry import context, trace
+
+    ids = _next_trace_id.set(trace_id(job_id)), _next_span_id.set(span_id(job_id, actor, None))
+    try:
+        tracer = tracer or trace.get_tracer(TRACER)
+        attributes = {"afep.job_id": job_id, "afep.actor": actor}
+        with tracer.start_as_current_span(name, context=context.Context(), attributes=attributes) as span:
+            yield span
+    finally:
+        _next_span_id.reset(ids[1])
+        _next_trace_id.reset(ids[0])
+
+
+def id_generator() -> Any:
+    """Trace and span ids derived from the event log where the caller set them; random otherwise."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class DerivedIds(RandomIdGenerator):
+        def generate_span_id(self) -> int:
+            wanted = _next_span_id.get()
+            return wanted if wanted is not None else super().generate_span_id()
+
+        def generate_trace_id(self) -> int:
+            wanted = _next_trace_id.get()
+            return wanted if wanted is not None else super().generate_trace_id()
+
+    return DerivedIds()
+
+
 def configure(service: str, data_dir: Path, *, otlp_endpoint: str | None = None) -> Any:
     """Install a tracer provider for this process; returns it (call `.shutdown()` to flush)."""
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-    class DerivedIds(RandomIdGenerator):
-        """Span ids derived from the event log where the caller set one; random otherwise."""
-
-        def generate_span_id(self) -> int:
-            wanted = _next_span_id.get()
-            return wanted if wanted is not None else super().generate_span_id()
 
     resource = Resource.create({"service.name": service, "process.pid": os.getpid()})
-    provider = TracerProvider(resource=resource, id_generator=DerivedIds())
+    provider = TracerProvider(resource=resource, id_generator=id_generator())
     if otlp_endpoint:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -70,3 +70,35 @@ def test_a_redelivered_event_changes_nothing(tmp_path: Path) -> None:
     assert reactor.handle(agent, store.read_all()[1], "afep.activity", 0) == "ignored"
     assert calls == [second.position, first.position]
     assert store.tracking_position(tracking_name("echo", "afep.job", 1)) == second.position
+
+
+def test_the_command_is_the_root_of_the_job_trace_and_each_reaction_hangs_under_its_cause() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from processors.kafka.tracing import command_span, id_generator, reaction_span, span_tree
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=id_generator())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    job_id = "3f1c2a52-8f7e-4d55-9a67-4c3b1d0e2a11"
+    store = InMemoryEventStore()
+    with command_span("POST /api/v1/jobs", job_id, "user:a", tracer=tracer):
+        request(store, job_id)
+    requested = store.read_all()[0]
+    with reaction_span("schema", requested, 0, tracer=tracer):
+        pass
+    root, reaction = exporter.get_finished_spans()
+    assert root.context.trace_id == reaction.context.trace_id == int(job_id.replace("-", ""), 16)
+    assert root.parent is None and reaction.parent is not None and reaction.parent.span_id == root.context.span_id
+    assert reaction.attributes is not None and reaction.attributes["afep.log_position"] == requested.position
+    records = [
+        {"span_id": f"{s.context.span_id:016x}", "parent_id": f"{s.parent.span_id:016x}" if s.parent else None,
+         "name": s.name, "start_ns": s.start_time, "end_ns": s.end_time, "attributes": dict(s.attributes or {}),
+         "service": "t", "pid": 1}
+        for s in (root, reaction)
+    ]  # fmt: skip
+    tree = span_tree(records)
+    assert tree[0].startswith("POST /api/v1/jobs") and tree[1].startswith("  schema JobRequested")
