@@ -35,12 +35,25 @@ class KafkaConfig:
         return f"{self.prefix}.relay"
 
 
+class TopicMismatch(RuntimeError):
+    """AFEP's topics exist with another partition count than configured, holding a live log."""
+
+
+def _marker_end(config: KafkaConfig) -> int:
+    reader = MarkerReader(config)
+    try:
+        return reader.end_offset()
+    finally:
+        reader.close()
+
+
 def ensure_topics(config: KafkaConfig) -> set[str]:
     """Create every AFEP topic that is missing or has the wrong partition count; returns the names it created.
 
     A broker that restarted without its storage auto-creates topics (with its default
     partition count) as soon as any client asks for their metadata. Such a topic is
-    dropped and created again: everything on it is replayed from the store anyway.
+    dropped and created again: everything on it is replayed from the store anyway. A
+    mismatch on a broker that still holds the relay's marker is a configuration error.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -54,7 +67,13 @@ def ensure_topics(config: KafkaConfig) -> set[str]:
             if not d.get("error_code") and d.get("partitions")
         }
         wrong = [t for t, n in existing.items() if n != wanted[t]]
-        if wrong:
+        if wrong and existing.get(config.marker_topic) == 1 and _marker_end(config) > 0:
+            counts = ", ".join(f"{t} has {existing[t]}" for t in wrong)
+            raise TopicMismatch(
+                f"{counts} partitions, not {config.partitions} (AFEP_KAFKA_PARTITIONS), and the broker holds a relayed "
+                "log: set AFEP_KAFKA_PARTITIONS to match, or delete the AFEP topics to have the log replayed"
+            )
+        if wrong:  # a wiped broker auto-created them: nothing on them is worth keeping
             log.warning("topics %s have the wrong partition count; recreating them", ", ".join(wrong))
             admin.delete_topics(wrong)
         created: set[str] = set()

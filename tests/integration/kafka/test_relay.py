@@ -84,3 +84,16 @@ def test_relay_publishes_in_store_order_with_headers_and_resumes(tansu: Any, tmp
     assert sorted(e.position for e in consume_all(config, 20)) == list(range(1, 21))
     again.close()
     store.close()
+
+
+def test_a_partition_count_that_does_not_match_a_live_log_is_an_error_not_a_wipe(tansu: Any, tmp_path: Path) -> None:
+    from processors.kafka.broker import TopicMismatch, ensure_topics
+
+    store = SqliteEventStore(tmp_path / "events.db")
+    request(store, "job-0")
+    relay = Relay(store, KafkaConfig(tansu.bootstrap, partitions=2))
+    assert relay.publish_once() == 4
+    relay.close()
+    with pytest.raises(TopicMismatch, match="AFEP_KAFKA_PARTITIONS"):
+        ensure_topics(KafkaConfig(tansu.bootstrap, partitions=3))
+    store.close()
