@@ -264,3 +264,28 @@ def test_faults_mid_job_end_in_one_completed_job_without_duplicates(cluster: Any
     assert_no_duplicates(store)
     assert_projections_equal_a_rebuild(store, cluster.data_dir, cluster)
     store.close()
+
+
+def test_workers_with_the_same_agents_share_the_partitions(cluster: Any, table: Path) -> None:
+    from kafka.partitioner.default import DefaultPartitioner
+
+    from processors.kafka.tracing import traces_dir
+
+    everything = "schema,research,planner,evaluation,ideation,codegen,execution"
+    cluster.start_all(workers=(everything, everything))
+    store = SqliteEventStore(cluster.data_dir / "events.db")
+    partitions, by_partition = list(range(4)), {}
+    while len(by_partition) < 4:  # one job on each partition: each worker gets some
+        candidate = str(uuid.uuid4())
+        by_partition.setdefault(DefaultPartitioner()(candidate.encode(), partitions, partitions), candidate)
+    jobs = []
+    for job_id in by_partition.values():
+        command = RequestJob(job_id, "default", str(table), None, "Status", "auto", JOB["budget"], 0, 1, 4)
+        execute(store, [(command, Context(at=datetime.now(UTC), actor="user:test", correlation_id=job_id))])
+        jobs.append(job_id)
+    wait_until(lambda: all(terminal(store, j) for j in jobs), "four jobs to finish", cluster)
+    assert all(load_job(store, j).status == "completed" for j in jobs)  # type: ignore[union-attr]
+    assert_no_duplicates(store)
+    workers = {p.name.split("-")[-1] for p in traces_dir(cluster.data_dir).glob("afep-worker-*.jsonl")}
+    assert len(workers) == 2, f"spans from worker processes {workers}: the partitions were not shared"
+    store.close()
