@@ -346,6 +346,21 @@ def side_results(results_dir: Path = Path(__file__).resolve().parent / "results"
             f"| GET /api/v1/features, concurrency {listing['concurrency']} | {listing['requests_per_s']} req/s |",
             "",
         ]
+    kafka = results_dir / "kafka.json"
+    if kafka.exists():
+        r = json.loads(kafka.read_text())
+        relay, jobs = r["relay"], r["jobs"]
+        L += [
+            "## Distributed runtime (`python -m bench.kafka`, details in `docs/benchmarks-kafka.md`)",
+            "",
+            "| measurement | result |",
+            "|---|---|",
+            f"| relay, store → Kafka (Tansu), {relay['events']:,} events | {relay['events_per_second']:,} events/s |",
+            f"| job on {jobs['table']}, seed {jobs['seed']}: embedded runtime | {jobs['embedded_job_seconds']} s |",
+            f"| the same job on the Kafka runtime (relay, 2 workers, projector) | {jobs['kafka_job_seconds']} s |",
+            f"| Kafka runtime: process start → first completed job | {jobs['kafka_startup_seconds']} s |",
+            "",
+        ]
     floor = results_dir / "floor.json"
     if floor.exists():
         r = json.loads(floor.read_text())

@@ -24,6 +24,7 @@ from domain.envelope import Context
 from domain.errors import DomainError
 from domain.job import DEFAULT_MAX_ROUNDS, RequestJob, RetryJob
 from domain.validation import MAX_BUDGET_SECONDS
+from gateway import distributed
 from gateway.settings import Settings
 from processors.profiling import InputError
 
@@ -446,6 +447,10 @@ def serve(
     settings = _settings(data_dir)
     _own(ctx, settings, "afep serve")
     store = build_store(settings)
+    if settings.runtime == "kafka":  # the agents run in `afep worker` processes, fed by `afep relay`
+        distributed.trace_to("afep-api", settings)
+        uvicorn.run(create_app(settings, store=store), host=host, port=port)
+        return
     runtime = build_runtime(settings, store)
     runtime.start()
     try:
@@ -461,6 +466,9 @@ def schemas_write() -> None:
 
     for path in write_schemas():
         console.print(str(path))
+
+
+distributed.register(app, jobs_app)  # relay, worker, projector, jobs trace: the Kafka runtime's processes
 
 
 def _all(store: Any, types: list[str] | None = None) -> list[Any]:

@@ -7,7 +7,7 @@ environment. All local state lives under `data_dir`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         default=None, description="http://host:8123 for a ClickHouse server; chdb otherwise"
     )
     kafka_bootstrap: str | None = Field(default=None, description="host:port of the Kafka-protocol broker")
+    runtime: Literal["embedded", "kafka"] = Field(
+        default="embedded", description="embedded: agents in the API process; kafka: relay + faust workers"
+    )
+    kafka_partitions: int = Field(default=4, ge=1, description="partitions of each AFEP topic (fixed at creation)")
     mlflow_tracking_uri: str | None = None
     secret_key: str | None = Field(default=None, description="HS256 JWT secret and credential-encryption key seed")
     secret_keys_old: str | None = Field(

@@ -18,6 +18,7 @@ from gateway.problems import Problem, not_found
 from gateway.public import public
 from gateway.routes.uploads import admitted
 from gateway.validation import Budget, ClientId, Name, Source, Text
+from processors.kafka.tracing import command_span
 from processors.sources import Location, column_problem, file_columns
 from projections import agents, directory, history, jobs
 from projections.pagination import Page
@@ -136,7 +137,9 @@ def create_job(
         body.max_rounds,
         body.max_candidates,
     )
-    recorded = execute(services.store, [(command, auditor.context(job_id))])
+    ctx = auditor.context(job_id)
+    with command_span("POST /api/v1/jobs", job_id, ctx.actor):  # the root of the job's trace
+        recorded = execute(services.store, [(command, ctx)])
     services.after_commands()
     if not recorded:
         response.status_code = 200  # the same request again: nothing new happened

