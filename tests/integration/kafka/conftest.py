@@ -45,6 +45,7 @@ class Cluster:
             "AFEP_KAFKA_BOOTSTRAP": broker.bootstrap,
             "AFEP_KAFKA_PARTITIONS": str(partitions),
             "AFEP_ENGINE_WORKERS": "1",
+            "AFEP_SOURCE_ROOTS": str(data_dir.parent),  # the tests' tables sit next to the data dir
             "OMP_WAIT_POLICY": "PASSIVE",
             "PYTHONPATH": str(REPO),
         }

@@ -165,7 +165,10 @@ def test_a_job_through_kafka_selects_what_the_embedded_runtime_selects(
     expected = embedded_outcome(table, tmp_path, cluster.env)  # meanwhile the consumer groups form
 
     settings = Settings(
-        data_dir=cluster.data_dir, secret_key="test-secret-key-please-change-it!", runtime="kafka"
+        data_dir=cluster.data_dir,
+        secret_key="test-secret-key-please-change-it!",
+        runtime="kafka",
+        source_roots=str(table.parent),
     )  # the API records commands; the workers run the agents
     store = SqliteEventStore(settings.event_db_path)
     feed: list[str] = []
