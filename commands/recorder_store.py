@@ -8,8 +8,9 @@ transaction as the events (exactly-once processing).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, StoredEvent
@@ -68,6 +69,21 @@ class RecorderEventStore:
             close()
 
 
+def created(make: Callable[[], Any]) -> Any:
+    """A recorder whose tables exist. Processes that open a fresh store at the same instant
+    (`afep relay`, workers and projector starting together) race to create the tables and
+    record the schema version; the loser's insert fails, and its second look finds them made."""
+    for attempt in range(3):
+        recorder = make()
+        try:
+            recorder.create_table()
+            return recorder
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 class SqliteEventStore(RecorderEventStore):
     """The embedded default: one SQLite file under the data dir."""
 
@@ -76,8 +92,7 @@ class SqliteEventStore(RecorderEventStore):
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         datastore = SQLiteDatastore(str(path), originator_id_type="text", lock_timeout=30)
-        recorder = SQLiteProcessRecorder(datastore)
-        recorder.create_table()
+        recorder = created(lambda: SQLiteProcessRecorder(datastore))
         with datastore.transaction(commit=True) as cursor:
             cursor.execute("PRAGMA journal_mode=WAL")
         super().__init__(recorder, datastore)
@@ -101,10 +116,11 @@ class PostgresEventStore(RecorderEventStore):
             pool_size=4,
             max_overflow=4,
         )
-        recorder = PostgresProcessRecorder(
-            datastore,
-            events_table_name=f"{table_prefix}stored_events",
-            tracking_table_name=f"{table_prefix}notification_tracking",
+        recorder = created(
+            lambda: PostgresProcessRecorder(
+                datastore,
+                events_table_name=f"{table_prefix}stored_events",
+                tracking_table_name=f"{table_prefix}notification_tracking",
+            )
         )
-        recorder.create_table()
         super().__init__(recorder, datastore)

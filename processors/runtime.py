@@ -13,26 +13,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
 
 from commands.store import EventStore, Tracking
-from commands.unit_of_work import Trace, execute
-from domain.envelope import Context, Envelope
-from domain.errors import DomainError
-from domain.job import FailJob
-from domain.validation import printable
+from domain.envelope import Envelope
 from processors.agents import AGENTS
+from processors.reaction import react
 from processors.workbench import Workbench
 
 log = logging.getLogger(__name__)
 Observer = Callable[[Sequence[Envelope]], None]
-# What a reaction's commands can meet that retrying would only meet again: the domain refusing
-# them, or a command that cannot be encoded. Anything else (the store is down) is retried.
-REFUSALS = (DomainError, TypeError, ValueError)
-MAX_REASON = 4000
 
 
 class LocalRuntime:
@@ -73,59 +64,10 @@ class LocalRuntime:
                 return
 
     def _react(self, agent: ModuleType, envelope: Envelope) -> None:
-        def context() -> Context:  # read the clock at each commit: occurred_at is when it was recorded
-            return Context(
-                at=self.bench.clock(),
-                actor=f"agent:{agent.NAME}",
-                tenant_id=envelope.tenant_id,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.event_id,
-            )
-
-        def emit(commands: Sequence[Any]) -> None:
-            if commands:
-                ctx = context()
-                self._publish(execute(self.store, [(c, ctx) for c in commands]))
-
-        self.bench.emit = emit
-        try:
-            commands = list(agent.react(envelope, self.store, self.bench))
-        except Exception as error:  # an agent bug fails the job, never the runtime
-            log.exception("agent %s failed on %s", agent.NAME, envelope.event_type)
-            reason = f"{agent.NAME} agent crashed on {envelope.event_type}: {type(error).__name__}: {error}"
-            commands = self._failure(agent, envelope, reason)
-        finally:
-            self.bench.emit = lambda commands: None
-        tracking = Tracking(agent.NAME, envelope.position)
-        ctx = context()
-        try:
-            recorded = execute(self.store, [(c, ctx) for c in commands], tracking=tracking)
-        except REFUSALS as error:  # a refused reaction fails its job; the agent moves on to the next event
-            log.warning("agent %s: the domain refused its reaction to %s: %s", agent.NAME, envelope.event_type, error)
-            reason = f"{agent.NAME} agent's reaction to {envelope.event_type} was refused: {error}"
-            recorded = self._record_failure(agent, envelope, reason, tracking, ctx)
+        recorded = react(
+            self.store, self.bench, agent, envelope, Tracking(agent.NAME, envelope.position), self._publish
+        )
         self._publish(recorded)
-
-    def _failure(self, agent: ModuleType, envelope: Envelope, reason: str) -> list[Any]:
-        """The commands that fail the envelope's job with `reason` (cleaned: a failure is always recordable)."""
-        job_id = envelope.correlation_id
-        reason = printable(reason, MAX_REASON)
-        return [
-            Trace(job_id, agent.NAME, "decision", reason, {"traceback": printable(traceback.format_exc(limit=8))}),
-            FailJob(job_id, reason, agent.NAME),
-        ]
-
-    def _record_failure(
-        self, agent: ModuleType, envelope: Envelope, reason: str, tracking: Tracking, ctx: Context
-    ) -> Sequence[Envelope]:
-        """Fail the job with `reason`; when even that is refused (no such job), only move the position on."""
-        try:
-            return execute(self.store, [(c, ctx) for c in self._failure(agent, envelope, reason)], tracking=tracking)
-        except REFUSALS as error:
-            log.warning(
-                "agent %s: could not fail job %s (%s); skipping the event", agent.NAME, envelope.correlation_id, error
-            )
-            return execute(self.store, [], tracking=tracking)
 
     def _publish(self, recorded: Sequence[Envelope]) -> None:
         if recorded:

@@ -5,23 +5,21 @@ in log order and tracks one position per agent. From Kafka an agent gets its eve
 per partition: in log order within a partition, in no particular order across them. So
 the position is tracked per (agent, topic, partition): a delivered event at or below
 it was handled already and changes nothing. The reaction itself is the embedded one:
-the same `react` policy, the same unit of work, the events and the new position
-appended in one transaction; an agent bug fails the job, never the worker.
+`processors.reaction.react`: the same policy, the same unit of work, the events and
+the new position appended in one transaction; an agent bug or a refused reaction
+fails the job, never the worker.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Literal
+from typing import Literal
 
 from commands.store import ConcurrencyConflict, EventStore, Tracking
-from commands.unit_of_work import Trace, execute
-from domain.envelope import Context, Envelope
-from domain.job import FailJob
+from domain.envelope import Envelope
 from processors.kafka import tracing
+from processors.reaction import react
 from processors.workbench import Workbench
 
 log = logging.getLogger(__name__)
@@ -54,32 +52,4 @@ class Reactor:
         return "reacted"
 
     def _react(self, agent: ModuleType, envelope: Envelope, tracking: Tracking) -> None:
-        def context() -> Context:
-            return Context(
-                at=self.bench.clock(),
-                actor=f"agent:{agent.NAME}",
-                tenant_id=envelope.tenant_id,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.event_id,
-            )
-
-        def emit(commands: Sequence[Any]) -> None:
-            if commands:
-                ctx = context()
-                execute(self.store, [(c, ctx) for c in commands])
-
-        self.bench.emit = emit
-        try:
-            commands = list(agent.react(envelope, self.store, self.bench))
-        except Exception as error:  # an agent bug fails the job, never the worker
-            log.exception("agent %s failed on %s", agent.NAME, envelope.event_type)
-            job_id = envelope.correlation_id
-            reason = f"{agent.NAME} agent crashed on {envelope.event_type}: {type(error).__name__}: {error}"
-            commands = [
-                Trace(job_id, agent.NAME, "decision", reason, {"traceback": traceback.format_exc(limit=8)}),
-                FailJob(job_id, reason, agent.NAME),
-            ]
-        finally:
-            self.bench.emit = lambda commands: None
-        ctx = context()
-        execute(self.store, [(c, ctx) for c in commands], tracking=tracking)
+        react(self.store, self.bench, agent, envelope, tracking)

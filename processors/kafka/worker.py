@@ -86,11 +86,9 @@ def build_worker_app(
     return app
 
 
-def _add_agent(
-    app: Any, reactor: Reactor, executor: ThreadPoolExecutor, config: KafkaConfig, agent: ModuleType
-) -> None:
-    names = sorted({topic_for(t.__name__, config.prefix) for t in agent.SUBSCRIBES})
-    topic = app.topic(
+def _raw_topic(app: Any, names: Any, config: KafkaConfig) -> Any:
+    """AFEP topics as faust sees them: raw bytes (the Avro codec is ours), fixed partitions."""
+    return app.topic(
         *names,
         key_type=bytes,
         value_type=bytes,
@@ -98,6 +96,13 @@ def _add_agent(
         value_serializer="raw",
         partitions=config.partitions,
     )
+
+
+def _add_agent(
+    app: Any, reactor: Reactor, executor: ThreadPoolExecutor, config: KafkaConfig, agent: ModuleType
+) -> None:
+    names = sorted({topic_for(t.__name__, config.prefix) for t in agent.SUBSCRIBES})
+    topic = _raw_topic(app, names, config)
 
     async def consume(stream: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -141,14 +146,7 @@ def build_projector_app(
         data_dir=data_dir,
         heartbeat=heartbeat,
     )
-    topic = app.topic(
-        *config.topics,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=config.partitions,
-    )
+    topic = _raw_topic(app, config.topics, config)
 
     async def project(stream: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +92,29 @@ class _PostgresSession:
         self.conn.cancel()
 
 
+class _ServerSource:
+    """What a database server source does with a session; subclasses open the session."""
+
+    kind: str
+
+    def _session(self, timeout: float) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    def load(self, table: str | None) -> pl.DataFrame:
+        query = table_sql(table, self.kind)
+        with self._session(0) as session:
+            return frame(session.execute(query))
+
+    def run(self, sql: str, *, max_rows: int, max_bytes: int, timeout: float) -> Result:
+        return run_query(self._session, self.kind, sql, max_rows=max_rows, max_bytes=max_bytes, timeout=timeout)
+
+    def schema(self) -> Schema:
+        with self._session(10.0) as session:
+            return _tables(session.execute(_COLUMNS).fetchall())
+
+
 @dataclass(frozen=True)
-class PostgresSource:
+class PostgresSource(_ServerSource):
     location: Location
     label: str  # what the user gave, for messages (no password)
     kind: str = "postgresql"
@@ -132,18 +153,6 @@ class PostgresSource:
         finally:
             conn.close()
 
-    def load(self, table: str | None) -> pl.DataFrame:
-        query = table_sql(table, self.kind)
-        with self._session(0) as session:
-            return frame(session.execute(query))
-
-    def run(self, sql: str, *, max_rows: int, max_bytes: int, timeout: float) -> Result:
-        return run_query(self._session, self.kind, sql, max_rows=max_rows, max_bytes=max_bytes, timeout=timeout)
-
-    def schema(self) -> Schema:
-        with self._session(10.0) as session:
-            return _tables(session.execute(_COLUMNS).fetchall())
-
 
 class _MysqlSession:
     def __init__(self, conn: Any, connect: Any) -> None:
@@ -170,7 +179,7 @@ class _MysqlSession:
 
 
 @dataclass(frozen=True)
-class MysqlSource:
+class MysqlSource(_ServerSource):
     location: Location
     label: str
     kind: str = "mysql"
@@ -219,15 +228,3 @@ class MysqlSource:
                 session.abandon()
         finally:
             conn.close()
-
-    def load(self, table: str | None) -> pl.DataFrame:
-        query = table_sql(table, self.kind)
-        with self._session(0) as session:
-            return frame(session.execute(query))
-
-    def run(self, sql: str, *, max_rows: int, max_bytes: int, timeout: float) -> Result:
-        return run_query(self._session, self.kind, sql, max_rows=max_rows, max_bytes=max_bytes, timeout=timeout)
-
-    def schema(self) -> Schema:
-        with self._session(10.0) as session:
-            return _tables(session.execute(_COLUMNS).fetchall())

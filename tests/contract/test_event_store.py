@@ -92,3 +92,41 @@ def test_concurrent_writer_conflicts_and_a_fresh_decision_wins(store, at) -> Non
         slow.commit()
     assert execute(store, [(CancelJob("j2", "slow writer"), ctx)]) == []  # already cancelled: no-op
     assert [e.event.reason for e in store.read_stream("job-j2")[1:]] == ["fast writer"]
+
+
+
+OPEN_AND_APPEND = """
+import sys
+from datetime import datetime
+from commands.recorder_store import SqliteEventStore
+from commands.unit_of_work import execute
+from domain.envelope import Context
+from domain.job import RequestJob
+store = SqliteEventStore(sys.argv[1])
+job = RequestJob(sys.argv[2], "p", "d.csv", None, "y", "auto", 60.0, 0, 1, 10)
+execute(store, [(job, Context(at=datetime(2026, 1, 1)))])
+store.close()
+"""
+
+
+def test_processes_opening_a_fresh_sqlite_store_at_once_all_get_it(tmp_path) -> None:
+    """The relay, the workers and the projector start together on a fresh data dir."""
+    import subprocess
+    import sys
+
+    from commands.recorder_store import SqliteEventStore
+    from tests.conftest import REPO
+
+    for round_ in range(4):
+        path = str(tmp_path / f"events-{round_}.db")
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AND_APPEND, path, f"j{i}"], cwd=REPO, stderr=subprocess.PIPE, text=True
+            )
+            for i in range(4)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+        store = SqliteEventStore(path)
+        assert sorted(e.event.job_id for e in store.read_all()) == ["j0", "j1", "j2", "j3"]
+        store.close()

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from commands.memory_store import InMemoryEventStore
-from commands.unit_of_work import Trace, execute
+from commands.unit_of_work import Trace, execute, load_job
 from domain.envelope import Context
 from domain.events import EVENT_TYPES
-from domain.job import CancelJob, JobRequested, RequestJob
+from domain.job import CancelJob, JobRequested, RequestJob, RetryJob
 from processors.kafka.reaction import Reactor, tracking_name
 from processors.kafka.tracing import reaction_span_id
 from processors.workbench import Workbench
@@ -70,6 +70,25 @@ def test_a_redelivered_event_changes_nothing(tmp_path: Path) -> None:
     assert reactor.handle(agent, store.read_all()[1], "afep.activity", 0) == "ignored"
     assert calls == [second.position, first.position]
     assert store.tracking_position(tracking_name("echo", "afep.job", 1)) == second.position
+
+
+def test_a_worker_fails_the_job_whose_reaction_is_refused_and_handles_the_next(tmp_path: Path) -> None:
+    def react(envelope: Any, store: Any, bench: Any) -> list[Any]:
+        job_id = envelope.event.job_id
+        return [RetryJob(job_id)] if job_id == "a" else [CancelJob(job_id, "handled")]  # retrying "a" is refused
+
+    agent = SimpleNamespace(NAME="picky", SUBSCRIBES=(JobRequested,), react=react)
+    store = InMemoryEventStore()
+    request(store, "a")
+    request(store, "b")
+    first, second = (e for e in store.read_all() if e.event_type == "JobRequested")
+    reactor = Reactor(store, Workbench(datasets_dir=tmp_path, artifacts_dir=tmp_path))
+    assert reactor.handle(agent, first, "afep.job", 0) == "reacted"
+    assert reactor.handle(agent, first, "afep.job", 0) == "duplicate"  # the refusal does not repeat
+    assert reactor.handle(agent, second, "afep.job", 0) == "reacted"
+    a, b = load_job(store, "a"), load_job(store, "b")
+    assert a is not None and a.status == "failed" and "was refused" in (a.failure or "")
+    assert b is not None and b.status == "cancelled"
 
 
 def test_the_command_is_the_root_of_the_job_trace_and_each_reaction_hangs_under_its_cause() -> None:

@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,10 +36,13 @@ SPLIT = ("schema,research,planner,ideation", "codegen,execution,evaluation")  # 
 class Cluster:
     """`afep relay`, `afep worker`s and `afep projector` against one data dir and one broker."""
 
-    def __init__(self, broker: Tansu, data_dir: Path, log_dir: Path, partitions: int = 4) -> None:
+    def __init__(
+        self, broker: Tansu, data_dir: Path, log_dir: Path, partitions: int = 4, database_url: str | None = None
+    ) -> None:
         self.broker = broker
         self.data_dir = data_dir
         self.log_dir = log_dir
+        self.database_url = database_url  # PostgreSQL event store and read models; None: SQLite under data_dir
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AFEP_", "OTEL_"))},
             "AFEP_DATA_DIR": str(data_dir),
@@ -49,6 +54,8 @@ class Cluster:
             "OMP_WAIT_POLICY": "PASSIVE",
             "PYTHONPATH": str(REPO),
         }
+        if database_url:
+            self.env["AFEP_DATABASE_URL"] = database_url
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> None:
@@ -87,6 +94,14 @@ class Cluster:
                 pass
             self.kill(name)
 
+    def open_store(self) -> Any:
+        """The event store the processes share, as a test reads it."""
+        from commands.recorder_store import PostgresEventStore, SqliteEventStore
+
+        if self.database_url:
+            return PostgresEventStore(self.database_url)
+        return SqliteEventStore(self.data_dir / "events.db")
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
 
@@ -96,6 +111,35 @@ def cluster(tansu: Tansu, tmp_path: Path) -> Iterator[Cluster]:
     logs = tmp_path / "logs"
     logs.mkdir()
     group = Cluster(tansu, tmp_path / "state", logs)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the test server, dropped (with its connections) after."""
+    import psycopg
+
+    from tests.conftest import POSTGRES_URL
+
+    name = f"afep_kafka_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_cluster(tansu: Tansu, tmp_path: Path, postgres_database: str) -> Iterator[Cluster]:
+    """The cluster with `AFEP_DATABASE_URL` set: event store and read models in PostgreSQL."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    group = Cluster(tansu, tmp_path / "state", logs, database_url=postgres_database)
     try:
         yield group
     finally:

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from commands.recorder_store import SqliteEventStore
+from commands.store import EventStore
 from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.job import RequestJob
@@ -44,7 +45,7 @@ def table(tmp_path: Path) -> Path:
     return path
 
 
-def request_job(store: SqliteEventStore, table: Path) -> str:
+def request_job(store: EventStore, table: Path) -> str:
     job_id = str(uuid.uuid4())
     command = RequestJob(
         job_id, "default", str(table), None, "Status", "auto", JOB["budget"], JOB["seed"], JOB["max_rounds"],
@@ -65,16 +66,16 @@ def wait_until(done: Callable[[], bool], what: str, cluster: Any, timeout: float
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{cluster.logs()}")
 
 
-def terminal(store: SqliteEventStore, job_id: str) -> bool:
+def terminal(store: EventStore, job_id: str) -> bool:
     job = load_job(store, job_id)
     return job is not None and job.terminal
 
 
-def types_so_far(store: SqliteEventStore) -> set[str]:
+def types_so_far(store: EventStore) -> set[str]:
     return {e.event_type for e in store.read_all(limit=100_000)}
 
 
-def outcome(store: SqliteEventStore, job_id: str) -> dict[str, Any]:
+def outcome(store: EventStore, job_id: str) -> dict[str, Any]:
     """What a job selected and the scores it reported, by feature name (ids differ between runs)."""
     log = [e for e in store.read_all(limit=100_000) if e.correlation_id == job_id]
     names = {e.event.feature_id: e.event.name for e in log if e.event_type == "FeatureProposed"}
@@ -91,15 +92,17 @@ def outcome(store: SqliteEventStore, job_id: str) -> dict[str, Any]:
     }
 
 
-def assert_no_duplicates(store: SqliteEventStore) -> None:
+def assert_no_duplicates(store: EventStore) -> None:
     log = store.read_all(limit=100_000)
     for topic in ("FeatureProposed", "CodeExecuted", "FeatureSelected", "JobCompleted"):
         streams = Counter(e.stream_id for e in log if e.event_type == topic)
         assert all(n == 1 for n in streams.values()), f"duplicate {topic}: {streams.most_common(3)}"
 
 
-def assert_projections_equal_a_rebuild(store: SqliteEventStore, data_dir: Path, cluster: Any) -> None:
-    live = Database(data_dir / "readmodels.db")
+def assert_projections_equal_a_rebuild(store: EventStore, data_dir: Path, cluster: Any) -> None:
+    """The projector's read models (SQLite under data_dir, or the cluster's PostgreSQL) equal a replay."""
+    url = cluster.database_url
+    live = Database(url or data_dir / "readmodels.db")
     head = store.last_position()
 
     def caught_up() -> bool:
@@ -108,7 +111,7 @@ def assert_projections_equal_a_rebuild(store: SqliteEventStore, data_dir: Path, 
         return int(stored or 0) >= head
 
     wait_until(caught_up, "the projector to reach the head of the log", cluster, timeout=180)
-    rebuilt = Database(data_dir / "rebuilt.db")
+    rebuilt = Database(url, prefix="rebuilt_") if url else Database(data_dir / "rebuilt.db")
     projector = Projector(rebuilt, store)
     projector.create_tables()
     projector.rebuild()
@@ -292,3 +295,28 @@ def test_workers_with_the_same_agents_share_the_partitions(cluster: Any, table: 
     workers = {p.name.split("-")[-1] for p in traces_dir(cluster.data_dir).glob("afep-worker-*.jsonl")}
     assert len(workers) == 2, f"spans from worker processes {workers}: the partitions were not shared"
     store.close()
+
+
+@pytest.mark.postgres
+def test_a_job_through_kafka_on_postgresql_completes_without_duplicates(postgres_cluster: Any, table: Path) -> None:
+    """`AFEP_DATABASE_URL` set: every process shares the PostgreSQL event store and read models."""
+    cluster = postgres_cluster
+    cluster.start_all()
+    store = cluster.open_store()
+    try:
+        job_id = request_job(store, table)
+        wait_until(lambda: terminal(store, job_id), "the job to finish on PostgreSQL", cluster)
+        job = load_job(store, job_id)
+        assert job is not None and job.status == "completed", (job, cluster.logs())
+        assert job.selected_ids
+        assert_no_duplicates(store)
+        assert_projections_equal_a_rebuild(store, cluster.data_dir, cluster)
+        live = Database(cluster.database_url)
+        try:
+            with live.transaction(write=False) as tx:
+                assert tx.scalar("SELECT status FROM {jobs} WHERE id = ?", (job_id,)) == "completed"
+        finally:
+            live.close()
+        assert not (cluster.data_dir / "events.db").exists(), "a process used the SQLite store, not PostgreSQL"
+    finally:
+        store.close()
