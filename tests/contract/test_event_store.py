@@ -94,7 +94,6 @@ def test_concurrent_writer_conflicts_and_a_fresh_decision_wins(store, at) -> Non
     assert [e.event.reason for e in store.read_stream("job-j2")[1:]] == ["fast writer"]
 
 
-
 OPEN_AND_APPEND = """
 import sys
 from datetime import datetime
