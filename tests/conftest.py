@@ -66,6 +66,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
         s.close()
 
 
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database on the test server (its URL), dropped with its connections after."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 # ------------------------------------------------ a real server, for e2e and security tests
 
 

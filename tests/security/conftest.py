@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_URL, running
+from tests.conftest import fresh_postgres_database, running
 
 SECRET = "security-suite-secret-key-0123456789abcdef"
 
@@ -62,20 +61,6 @@ class Hostile:
             time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def _postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"afep_sec_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -89,7 +74,7 @@ def hostile_api(backend: str, tmp_path: Path, agents: bool = False, **overrides:
     from gateway.settings import Settings
 
     with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(_postgres_database()) if backend == "postgres" else None
+        database_url = stack.enter_context(fresh_postgres_database("afep_sec")) if backend == "postgres" else None
         settings = Settings(data_dir=tmp_path / "afep", secret_key=SECRET, database_url=database_url, **overrides)
         store = build_store(settings)
         stack.callback(store.close)

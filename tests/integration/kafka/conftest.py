@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,18 +119,10 @@ def cluster(tansu: Tansu, tmp_path: Path) -> Iterator[Cluster]:
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database on the test server, dropped (with its connections) after."""
-    import psycopg
+    from tests.conftest import fresh_postgres_database
 
-    from tests.conftest import POSTGRES_URL
-
-    name = f"afep_kafka_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_postgres_database("afep_kafka") as url:
+        yield url
 
 
 @pytest.fixture
