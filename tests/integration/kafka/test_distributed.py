@@ -239,31 +239,48 @@ def redeliver(store: SqliteEventStore, bootstrap: str) -> int:
         producer.close()
 
 
-def test_faults_mid_job_end_in_one_completed_job_without_duplicates(cluster: Any, table: Path) -> None:
+def kill_and_restart_the_relay(cluster: Any, store: SqliteEventStore) -> None:
+    cluster.kill("relay")
+    cluster.start("relay", "relay")
+
+
+def deliver_a_batch_twice(cluster: Any, store: SqliteEventStore) -> None:
+    """The whole log so far, once more."""
+    assert redeliver(store, cluster.broker.bootstrap) > 0
+
+
+def kill_and_restart_a_worker(cluster: Any, store: SqliteEventStore) -> None:
+    """The worker running codegen, execution and evaluation."""
+    cluster.kill("worker1")
+    cluster.start("worker1", "worker", "--agents", "codegen,execution,evaluation", "--instance", "worker1")
+
+
+def restart_the_broker(cluster: Any, store: SqliteEventStore) -> None:
+    """Its memory storage is lost: the relay replays the log from the store."""
+    cluster.broker.restart()
+
+
+FAULTS = [  # (the event the job has reached when the fault strikes, the fault)
+    pytest.param("SchemaAnalyzed", kill_and_restart_the_relay, id="relay-sigkilled"),
+    pytest.param("DomainResearched", deliver_a_batch_twice, id="batch-delivered-twice"),
+    pytest.param("CodeGenerated", kill_and_restart_a_worker, id="worker-sigkilled"),
+    pytest.param("CodeExecuted", restart_the_broker, id="broker-restarted-empty"),
+]
+
+
+@pytest.mark.parametrize(("reached", "fault"), FAULTS)
+def test_a_fault_mid_job_ends_in_one_completed_job_without_duplicates(
+    cluster: Any, table: Path, reached: str, fault: Callable[[Any, SqliteEventStore], None]
+) -> None:
     cluster.start_all()
     store = SqliteEventStore(cluster.data_dir / "events.db")
     job_id = request_job(store, table)
 
-    def reached(event_type: str) -> Callable[[], bool]:
-        return lambda: event_type in types_so_far(store) or terminal(store, job_id)
+    wait_until(lambda: reached in types_so_far(store) or terminal(store, job_id), reached, cluster)
+    assert not terminal(store, job_id), f"the job finished before the fault at {reached}; make it bigger"
+    fault(cluster, store)
 
-    # the relay dies once the schema is analysed, and comes back
-    wait_until(reached("SchemaAnalyzed"), "SchemaAnalyzed", cluster)
-    cluster.kill("relay")
-    cluster.start("relay", "relay")
-    # a batch delivered twice: the whole log so far, once more
-    wait_until(reached("DomainResearched"), "DomainResearched", cluster)
-    assert redeliver(store, cluster.broker.bootstrap) > 0
-    # the worker running codegen, execution and evaluation dies mid-job and restarts
-    wait_until(reached("CodeGenerated"), "CodeGenerated", cluster)
-    cluster.kill("worker1")
-    cluster.start("worker1", "worker", "--agents", "codegen,execution,evaluation", "--instance", "worker1")
-    # the broker restarts with empty memory storage: the relay replays the log from the store
-    wait_until(reached("CodeExecuted"), "CodeExecuted", cluster)
-    assert not terminal(store, job_id), "the job finished before the faults; make it bigger"
-    cluster.broker.restart()
-
-    wait_until(lambda: terminal(store, job_id), "the job to finish after the faults", cluster)
+    wait_until(lambda: terminal(store, job_id), "the job to finish after the fault", cluster)
     job = load_job(store, job_id)
     assert job is not None and job.status == "completed", (job, cluster.logs())
     assert job.selected_ids
