@@ -83,6 +83,7 @@ def prepare(data_dir: Path) -> str:
     """An enterprise tenant (10,000 requests/hour, so the rate limit stays out of the numbers), a project, a key."""
     from gateway.auth import create_api_key, readmodel_db
     from gateway.settings import Settings
+    from processors.sources import tenant_folder
     from projections import directory
 
     settings = Settings(data_dir=data_dir)
@@ -92,6 +93,10 @@ def prepare(data_dir: Path) -> str:
         now = datetime.now(UTC)
         directory.create_tenant(db, TENANT, "Bench", TENANT, "enterprise", now)
         directory.create_project(db, TENANT, PROJECT, "Bench", "", None, now)
+        # the jobs' source: a table in the tenant's upload area, as POST /uploads would leave it
+        area = settings.uploads_dir / tenant_folder(TENANT)
+        area.mkdir(parents=True, exist_ok=True)
+        (area / "data.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(100)))
         return create_api_key(settings, TENANT, "admin", db=db)
     finally:
         db.close()
