@@ -40,18 +40,17 @@ def check_id(field: str, value: str) -> None:
 def check_name(field: str, value: str, limit: int = MAX_NAME, *, allow_empty: bool = False) -> None:
     """A one-line string (name, column, table, source): no control characters, at most `limit` characters."""
     _check_length(field, value, limit, allow_empty=allow_empty)
-    found = _CONTROL.search(value) or _SURROGATE.search(value)
-    if found:
-        raise InvalidInput(
-            f"{field} contains the control character {found.group()!r} at offset {found.start()}; "
-            "remove it and send the request again"
-        )
+    _check_characters(field, value, _CONTROL)
 
 
 def check_text(field: str, value: str, limit: int = MAX_TEXT) -> None:
     """Free text (description, reason, comment): tab and newlines allowed, no other control characters."""
     _check_length(field, value, limit, allow_empty=True)
-    found = _CONTROL_IN_TEXT.search(value) or _SURROGATE.search(value)
+    _check_characters(field, value, _CONTROL_IN_TEXT)
+
+
+def _check_characters(field: str, value: str, control: re.Pattern[str]) -> None:
+    found = control.search(value) or _SURROGATE.search(value)
     if found:
         raise InvalidInput(
             f"{field} contains the control character {found.group()!r} at offset {found.start()}; "

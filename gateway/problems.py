@@ -23,7 +23,7 @@ from gateway.auth import Unauthenticated, authenticate
 from processors.profiling import InputError
 from projections.clickhouse import AuditRecord
 from projections.database import UnstorableText
-from projections.directory import TenantDeleted, UndecryptableConnection, UnsupportedConnection
+from projections.directory import TenantDeleted, UndecryptableConnection
 from projections.history import InvalidAsOf
 from projections.pagination import InvalidCursor
 
@@ -194,7 +194,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(DomainError, on_domain)
     app.add_exception_handler(InvalidCursor, on_bad_input)
-    app.add_exception_handler(UnsupportedConnection, on_bad_input)
     app.add_exception_handler(InvalidAsOf, on_bad_input)
     app.add_exception_handler(UnstorableText, on_bad_input)
     app.add_exception_handler(InputError, on_input)

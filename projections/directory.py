@@ -18,7 +18,6 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -45,24 +44,11 @@ DDL = (
         key_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL, role TEXT NOT NULL,
         created_at TEXT NOT NULL, revoked_at TEXT)""",
 )
-CONNECTION_KINDS = {
-    "sqlite": "sqlite",
-    "duckdb": "duckdb",
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mysql+pymysql": "mysql",
-    "upload": "upload",  # a file in the tenant's upload area (gateway/routes/uploads.py)
-}
 _PUBLIC = {
     "tenants": "id, name, slug, tier, settings, created_at, updated_at, deleted_at",
     "projects": "id, tenant_id, name, description, default_connection_id, settings, created_at, updated_at",
     "connections": "id, tenant_id, project_id, name, kind, location, schema_cache, created_at",
 }
-
-
-class UnsupportedConnection(ValueError):
-    """The URI is not one we can read; the message lists what is supported."""
 
 
 class UndecryptableConnection(ValueError):
@@ -302,30 +288,6 @@ def cipher(secrets: str | Sequence[str]) -> MultiFernet:
     return MultiFernet([_fernet(k) for k in keys])
 
 
-def classify(uri: str) -> tuple[str, str]:
-    """(kind, location without credentials) for a connection URI or a file path."""
-    lowered = uri.lower()
-    if "://" not in uri:
-        for suffix, kind in ((".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet")):
-            if lowered.endswith(suffix):
-                return kind, uri
-        raise UnsupportedConnection(
-            f"{uri!r} is neither a .csv/.parquet path nor a URI; use sqlite:///, duckdb:///, postgresql:// or mysql://"
-        )
-    parts = urlsplit(uri)
-    scheme_kind = CONNECTION_KINDS.get(parts.scheme.lower())
-    if scheme_kind is None:
-        raise UnsupportedConnection(
-            f"scheme {parts.scheme!r} is not supported; use sqlite:///, duckdb:///, postgresql:// or mysql://"
-        )
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return scheme_kind, urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def create_connection(
     db: Database,
     secret_key: str | Sequence[str],
@@ -335,8 +297,11 @@ def create_connection(
     uri: str,
     project_id: str | None,
     at: datetime,
+    *,
+    kind: str,
+    location: str,
 ) -> Row:
-    kind, location = classify(uri)
+    """Store a connection: `uri` only encrypted; `kind` and `location` (no credentials) in the clear."""
     secret = cipher(secret_key).encrypt(uri.encode()).decode()
     with db.transaction() as tx:
         tx.execute(

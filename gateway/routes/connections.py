@@ -15,7 +15,7 @@ from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
 from gateway.routes.uploads import source_problem
 from gateway.validation import ClientId, Name, Source
-from processors.sources import SourceError
+from processors.sources import SourceError, parse, public_location
 from projections import directory
 from projections.database import IntegrityViolation
 
@@ -52,6 +52,7 @@ def create_connection(
     connection_id = body.id or str(uuid.uuid4())
     try:
         services.settings.source_policy.admit(body.uri, tenant)
+        kind = parse(body.uri).kind
     except SourceError as error:
         auditor.record("connection.create", "connection", connection_id, new={"refused": str(error)}, status=422)
         raise source_problem(error) from None
@@ -65,9 +66,9 @@ def create_connection(
             body.uri,
             body.project_id,
             datetime.now(UTC),
+            kind=kind,
+            location=public_location(body.uri),
         )
-    except directory.UnsupportedConnection:
-        raise
     except IntegrityViolation:
         raise Problem(409, "Conflict", f"connection id {connection_id!r} is taken; omit id") from None
     auditor.record(

@@ -20,7 +20,7 @@ from processors.sources.errors import QueryTimeout, RejectedQuery, SourceError, 
 from processors.sources.policy import SourcePolicy, tenant_folder, upload_name
 from processors.sources.servers import MysqlSource, PostgresSource
 from processors.sources.sql import SOURCE_VIEW, validate
-from processors.sources.uri import Location, UnsupportedSource, as_source, is_uri, parse, redact
+from processors.sources.uri import Location, UnsupportedSource, as_source, is_uri, parse, public_location, redact
 
 __all__ = [
     "SOURCE_VIEW",
@@ -42,6 +42,7 @@ __all__ = [
     "load_table",
     "open_backend",
     "parse",
+    "public_location",
     "redact",
     "snapshot",
     "tenant_folder",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from processors.sources.errors import SourceError
 
@@ -129,6 +129,19 @@ def redact(source: str) -> str:
     userinfo, _, tail = rest.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{tail}" if ":" in userinfo else source
+
+
+def public_location(source: str) -> str:
+    """Where `source` points, safe to store in the clear and show: no password, no query options."""
+    if "://" not in source or source.lower().startswith("upload://"):
+        return source
+    parts = urlsplit(source)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def as_source(location: Location) -> str:

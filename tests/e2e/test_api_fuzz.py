@@ -91,7 +91,16 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         dataset.write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n")
         directory.create_project(db, PLATFORM_TENANT, SEEDED["project_id"], "Fuzz", "", None, at)
         directory.create_connection(
-            db, str(config.secret_key), PLATFORM_TENANT, SEEDED["connection_id"], "csv", str(dataset), None, at
+            db,
+            str(config.secret_key),
+            PLATFORM_TENANT,
+            SEEDED["connection_id"],
+            "csv",
+            str(dataset),
+            None,
+            at,
+            kind="csv",
+            location=str(dataset),
         )
     finally:
         db.close()

@@ -79,6 +79,8 @@ def test_project_and_connection_ids_are_per_tenant(hostile: Any) -> None:
                     f"/data/{tenant}.csv",
                     None,
                     datetime.now(UTC),
+                    kind="csv",
+                    location=f"/data/{tenant}.csv",
                 )
             assert directory.connection_uri(db, api.settings.secret_key, "bob", "warehouse") == "/data/bob.csv"
         finally:
@@ -292,8 +294,21 @@ def test_connection_secrets_rotate_and_a_lost_secret_is_a_clean_4xx(hostile: Any
         db = _db(api)
         try:
             at = datetime.now(UTC)
-            directory.create_connection(db, old, "alice", "legacy", "legacy", "/data/a.csv", None, at)
-            directory.create_connection(db, "a-secret-nobody-has-any-more", "alice", "lost", "lost", "/d.csv", None, at)
+            directory.create_connection(
+                db, old, "alice", "legacy", "legacy", "/data/a.csv", None, at, kind="csv", location="/data/a.csv"
+            )
+            directory.create_connection(
+                db,
+                "a-secret-nobody-has-any-more",
+                "alice",
+                "lost",
+                "lost",
+                "/d.csv",
+                None,
+                at,
+                kind="csv",
+                location="/d.csv",
+            )
             with pytest.raises(directory.UndecryptableConnection):
                 directory.connection_uri(db, [new], "alice", "legacy")
             assert directory.connection_uri(db, [new, old], "alice", "legacy") == "/data/a.csv"
