@@ -15,6 +15,7 @@ JOB_EVENTS: tuple[type, ...] = (
     job.JobFailed,
     job.JobCancelled,
     job.JobRetried,
+    job.ExperimentTracked,
 )
 FEATURE_EVENTS: tuple[type, ...] = (
     feature.FeatureProposed,
@@ -25,6 +26,9 @@ FEATURE_EVENTS: tuple[type, ...] = (
     feature.FeatureRejected,
     feature.FeatureApproved,
     feature.FeatureDeprecated,
+    feature.FeatureRegistered,
+    feature.FeatureMaterialized,
+    feature.FeatureRunTracked,
 )
 ACTIVITY_EVENTS: tuple[type, ...] = (activity.AgentTraced, activity.ProgressReported)
 

@@ -100,6 +100,41 @@ class DeprecateFeature:
     reason: str
 
 
+@dataclass(frozen=True)
+class RecordRegistration:
+    """The feature store's view of an approved (or, to remove it, deprecated) feature."""
+
+    feature_id: str
+    feature_view: str
+    version: int
+    entity: str
+    ttl_seconds: int
+    online: bool
+    status: str  # registered | removed
+    definition_hash: str
+
+
+@dataclass(frozen=True)
+class RecordMaterialization:
+    feature_id: str
+    feature_view: str
+    version: int
+    rows: int
+    online: bool
+    status: str  # complete | failed
+    detail: str
+
+
+@dataclass(frozen=True)
+class RecordFeatureRun:
+    """The experiment tracker's child run of a confirmed candidate (MLflow)."""
+
+    feature_id: str
+    experiment_id: str
+    parent_run_id: str
+    run_id: str
+
+
 FeatureCommand = (
     ProposeFeature
     | RecordCode
@@ -109,6 +144,9 @@ FeatureCommand = (
     | RejectFeature
     | ApproveFeature
     | DeprecateFeature
+    | RecordRegistration
+    | RecordMaterialization
+    | RecordFeatureRun
 )
 
 # ------------------------------------------------------------------ events
@@ -200,6 +238,40 @@ class FeatureDeprecated:
     reason: str
 
 
+@dataclass(frozen=True)
+class FeatureRegistered:
+    feature_id: str
+    job_id: str
+    feature_view: str
+    version: int
+    entity: str
+    ttl_seconds: int
+    online: bool
+    status: str
+    definition_hash: str
+
+
+@dataclass(frozen=True)
+class FeatureMaterialized:
+    feature_id: str
+    job_id: str
+    feature_view: str
+    version: int
+    rows: int
+    online: bool
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class FeatureRunTracked:
+    feature_id: str
+    job_id: str
+    experiment_id: str
+    parent_run_id: str
+    run_id: str
+
+
 FeatureEvent = (
     FeatureProposed
     | CodeGenerated
@@ -209,7 +281,13 @@ FeatureEvent = (
     | FeatureRejected
     | FeatureApproved
     | FeatureDeprecated
+    | FeatureRegistered
+    | FeatureMaterialized
+    | FeatureRunTracked
 )
+
+REGISTRATION_STATUSES = ("registered", "removed")
+MATERIALIZATION_STATUSES = ("complete", "failed")
 
 # ------------------------------------------------------------------- state
 
@@ -223,6 +301,9 @@ class Feature:
     execution: CodeExecuted | None = None
     evaluations: tuple[FeatureEvaluated, ...] = ()
     reason: str | None = None
+    registration: FeatureRegistered | None = None  # the latest
+    materialization: FeatureMaterialized | None = None  # the latest
+    run: FeatureRunTracked | None = None
 
     @property
     def job_id(self) -> str:
@@ -248,6 +329,12 @@ def evolve(state: Feature | None, event: FeatureEvent) -> Feature:
             return replace(state, status="approved")
         case FeatureDeprecated():
             return replace(state, status="deprecated", reason=event.reason)
+        case FeatureRegistered():
+            return replace(state, registration=event)
+        case FeatureMaterialized():
+            return replace(state, materialization=event)
+        case FeatureRunTracked():
+            return replace(state, run=event)
     raise TypeError(f"unknown feature event {type(event).__name__}")
 
 
@@ -310,7 +397,55 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
                     "only selected or approved features can be deprecated"
                 )
             return (FeatureDeprecated(state.feature_id, job_id, command.reason),)
+        case RecordRegistration():
+            return _registration(state, command)
+        case RecordMaterialization():
+            return _materialization(state, command)
+        case RecordFeatureRun():
+            if state.run is not None:
+                return ()
+            if state.execution is None or not state.evaluations:
+                raise InvalidTransition(f"feature {state.feature_id} was never evaluated; nothing to track")
+            for name in ("experiment_id", "parent_run_id", "run_id"):
+                validation.check_name(name, getattr(command, name))
+            return (FeatureRunTracked(job_id=job_id, **_fields(command)),)
     raise TypeError(f"unknown feature command {type(command).__name__}")
+
+
+def _registration(state: Feature, command: RecordRegistration) -> tuple[FeatureEvent, ...]:
+    """Registered while approved, removed once deprecated; the same view version twice is a repeat."""
+    if command.status not in REGISTRATION_STATUSES:
+        raise InvalidTransition(f"registration status must be one of {', '.join(REGISTRATION_STATUSES)}")
+    wanted = "approved" if command.status == "registered" else "deprecated"
+    if state.status != wanted:
+        raise InvalidTransition(
+            f"feature {state.feature_id} is {state.status}; a {command.status} registration needs it {wanted}"
+        )
+    last = state.registration
+    if last is not None and (last.version, last.status) == (command.version, command.status):
+        return ()
+    if last is not None and command.version <= last.version:
+        raise InvalidTransition(
+            f"feature {state.feature_id} is registered in {last.feature_view} v{last.version}; "
+            f"v{command.version} is not newer"
+        )
+    for name in ("feature_view", "entity", "definition_hash"):
+        validation.check_name(name, getattr(command, name))
+    validation.check_number("ttl_seconds", command.ttl_seconds, 0, 10 * 365 * 86400)
+    return (FeatureRegistered(job_id=state.job_id, **_fields(command)),)
+
+
+def _materialization(state: Feature, command: RecordMaterialization) -> tuple[FeatureEvent, ...]:
+    if command.status not in MATERIALIZATION_STATUSES:
+        raise InvalidTransition(f"materialization status must be one of {', '.join(MATERIALIZATION_STATUSES)}")
+    registered = state.registration
+    if registered is None or registered.version != command.version:
+        raise InvalidTransition(f"feature {state.feature_id} is not registered at v{command.version}")
+    last = state.materialization
+    if last is not None and last.version == command.version:
+        return ()
+    validation.check_text("detail", command.detail)
+    return (FeatureMaterialized(job_id=state.job_id, **_fields(command)),)
 
 
 def _fields(obj: object) -> dict[str, Any]:

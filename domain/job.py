@@ -46,6 +46,7 @@ class RequestJob:
     seed: int
     max_rounds: int
     max_candidates: int
+    entity: str | None = None  # the key column features are served by; None: the profile's id column
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,16 @@ class RetryJob:
     job_id: str
 
 
+@dataclass(frozen=True)
+class RecordExperiment:
+    """The experiment tracker's parent run for a completed job (MLflow)."""
+
+    job_id: str
+    experiment_id: str
+    run_id: str
+    feature_runs: int
+
+
 JobCommand = (
     RequestJob
     | RecordSchemaAnalysis
@@ -141,6 +152,7 @@ JobCommand = (
     | FailJob
     | CancelJob
     | RetryJob
+    | RecordExperiment
 )
 
 # ------------------------------------------------------------------ events
@@ -158,6 +170,7 @@ class JobRequested:
     seed: int
     max_rounds: int
     max_candidates: int
+    entity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,14 @@ class JobRetried:
     attempt: int
 
 
+@dataclass(frozen=True)
+class ExperimentTracked:
+    job_id: str
+    experiment_id: str
+    run_id: str
+    feature_runs: int
+
+
 JobEvent = (
     JobRequested
     | SchemaAnalyzed
@@ -255,6 +276,7 @@ JobEvent = (
     | JobFailed
     | JobCancelled
     | JobRetried
+    | ExperimentTracked
 )
 
 # ------------------------------------------------------------------- state
@@ -275,6 +297,7 @@ class Job:
     rounds_done: tuple[RoundCompleted, ...] = ()
     selected_ids: tuple[str, ...] = ()
     failure: str | None = None
+    experiment: ExperimentTracked | None = None
 
     @property
     def terminal(self) -> bool:
@@ -327,6 +350,8 @@ def evolve(state: Job | None, event: JobEvent) -> Job:
                 research=None,
                 failure=None,
             )
+        case ExperimentTracked():
+            return replace(state, experiment=event)
     raise TypeError(f"unknown job event {type(event).__name__}")
 
 
@@ -360,6 +385,14 @@ def decide(command: JobCommand, state: Job | None) -> tuple[JobEvent, ...]:
             # a failure must always be recordable: its reason is cleaned, never refused
             reason = validation.printable(command.reason)
             return (JobFailed(state.job_id, reason, validation.printable(command.stage, validation.MAX_NAME)),)
+        case RecordExperiment():
+            if state.experiment is not None:
+                return ()
+            if state.status != "completed":
+                raise InvalidTransition(f"job {state.job_id} is {state.status}; only completed jobs are tracked")
+            validation.check_name("experiment_id", command.experiment_id)
+            validation.check_name("run_id", command.run_id)
+            return (ExperimentTracked(**_fields(command)),)
     if state.terminal:
         return ()  # agents racing a cancellation: their late results are dropped, not errors
     match command:
@@ -404,6 +437,10 @@ def check_request(command: RequestJob) -> None:
     if command.table is not None:
         validation.check_name("table", command.table)
     validation.check_name("target", command.target)
+    if command.entity is not None:
+        validation.check_name("entity", command.entity)
+        if command.entity == command.target:
+            raise InvalidInput(f"the entity column {command.entity!r} is the target; name the table's key column")
     if command.task not in TASKS:
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {command.task!r}")
     validation.check_number("budget_seconds", command.budget_seconds, 0, validation.MAX_BUDGET_SECONDS, low_open=True)

@@ -80,6 +80,10 @@ def run(
     ] = DEFAULT_MAX_ROUNDS,
     max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = 200,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
+    entity: Annotated[
+        str | None,
+        typer.Option(help="the table's key column, which approved features are served by (default: its id column)"),
+    ] = None,
     apply_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -112,7 +116,9 @@ def run(
     store = build_store(settings)
     job_id = str(uuid.uuid4())
     started = time.monotonic()
-    command = RequestJob(job_id, "default", source, table, target, task, budget, seed, max_rounds, max_candidates)
+    command = RequestJob(
+        job_id, "default", source, table, target, task, budget, seed, max_rounds, max_candidates, entity
+    )
     execute(store, [(command, Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job_id))])
     console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")
     view = LiveView(console, job_id, verbose=not quiet)

@@ -39,6 +39,9 @@ class JobRequest(BaseModel):
     max_rounds: int = Field(default=job.DEFAULT_MAX_ROUNDS, ge=1, le=100)
     max_candidates: int = Field(default=50, ge=1, le=10_000)
     job_id: ClientId | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
+    entity: Name | None = Field(
+        default=None, description="the key column features are served by (Feast entity); default: the id column found"
+    )
 
 
 class CancelRequest(BaseModel):
@@ -85,19 +88,20 @@ def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
     return str(uuid.uuid5(JOB_IDS, f"{tenant}\0{client_id}"))
 
 
-def known_target(location: Location, target: str) -> None:
-    """For a CSV or Parquet source, a target that is not one of its columns, or a column name that
-    cannot be stored, is a 422 now, not a failed job later."""
+def known_target(location: Location, target: str, entity: str | None = None) -> None:
+    """For a CSV or Parquet source, a target (or entity) that is not one of its columns, or a column
+    name that cannot be stored, is a 422 now, not a failed job later."""
     columns = file_columns(location)
     if columns is None:
         return
     if problem := column_problem(columns):
         raise Problem(422, "Unprocessable Content", problem)
-    if target not in columns:
-        shown = ", ".join(columns[:20]) + (f", … ({len(columns)} in all)" if len(columns) > 20 else "")
-        raise Problem(
-            422, "Unprocessable Content", f"target {target[:200]!r} is not a column of the source; columns: {shown}"
-        )
+    for role, column in (("target", target), ("entity", entity)):
+        if column is not None and column not in columns:
+            shown = ", ".join(columns[:20]) + (f", … ({len(columns)} in all)" if len(columns) > 20 else "")
+            raise Problem(
+                422, "Unprocessable Content", f"{role} {column[:200]!r} is not a column of the source; columns: {shown}"
+            )
 
 
 @router.post(
@@ -123,7 +127,7 @@ def create_job(
     else:
         raise Problem(422, "Unprocessable Content", "give `source` (a path or URI) or `connection_id`")
     location = admitted(services, auditor, source, body.table)  # the source policy, before anything is stored
-    known_target(location, body.target)
+    known_target(location, body.target, body.entity)
     job_id = stored_job_id(services, tenant, body.job_id) if body.job_id else str(uuid.uuid4())
     command = job.RequestJob(
         job_id,
@@ -136,6 +140,7 @@ def create_job(
         body.seed,
         body.max_rounds,
         body.max_candidates,
+        body.entity,
     )
     ctx = auditor.context(job_id)
     with command_span("POST /api/v1/jobs", job_id, ctx.actor):  # the root of the job's trace
