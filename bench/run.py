@@ -64,7 +64,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--engines", default=",".join(ENGINES), help="comma list of afep,openfe,dfs (default: all)")
     p.add_argument(
-        "--datasets", default=",".join(dsets.LOADERS), help=f"comma list (default: {','.join(dsets.LOADERS)})"
+        "--datasets",
+        default=None,
+        help=f"comma list of tables (default: those of --set); development: {','.join(dsets.DEVELOPMENT)}; "
+        f"evaluation: {','.join(dsets.EVALUATION)}",
+    )
+    p.add_argument(
+        "--set",
+        default="development",
+        choices=(*dsets.SETS, "all"),
+        help="declared table set when --datasets is not given (default: development)",
     )
     p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2 (default: 0-4)")
     p.add_argument(
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     engines = _csv(args.engines, ENGINES, "engine")
-    datasets = _csv(args.datasets, tuple(dsets.LOADERS), "dataset")
+    default_tables = dsets.LOADERS if args.set == "all" else dsets.SETS[args.set]
+    datasets = _csv(args.datasets or ",".join(default_tables), tuple(dsets.LOADERS), "dataset")
     seeds = _seeds(args.seeds)
     reuse = (
         set(ENGINES) | {"raw"}
