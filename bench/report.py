@@ -16,6 +16,120 @@ import numpy as np
 from bench.records import Key
 
 ENGINE_LABEL = {"raw": "raw", "afep": "AFEP", "openfe": "OpenFE", "dfs": "DFS"}
+RESULTS = Path(__file__).resolve().parent / "results"
+SET_ORDER = ("development", "evaluation")
+SATURATED_AUC = 0.98  # tables whose raw AUC is above this are pooled apart
+
+
+def _saturated(ok: dict[Key, dict], datasets: Sequence[str]) -> set[str]:
+    out = set()
+    for ds in datasets:
+        raw = [r["score"] for k, r in ok.items() if k[0] == "raw" and k[1] == ds and r.get("metric") == "auc"]
+        if raw and float(np.mean(raw)) > SATURATED_AUC:
+            out.add(ds)
+    return out
+
+
+def _groups(datasets: Sequence[str], sets: dict[str, str], saturated: set[str]) -> list[tuple[str, list[str]]]:
+    names = [n for n in SET_ORDER if any(sets.get(d) == n for d in datasets)] or ["all"]
+    out = []
+    for n in names:
+        members = [d for d in datasets if (sets.get(d) == n or n == "all")]
+        regular = [d for d in members if d not in saturated]
+        out.append((n, regular))
+        if len(regular) != len(members):
+            out.append((f"{n}, raw AUC > {SATURATED_AUC}", [d for d in members if d in saturated]))
+    return out
+
+
+def _significantly_worse(ok: dict[Key, dict], datasets: Sequence[str], seeds: Sequence[int]) -> list | None:
+    from scipy.stats import ttest_1samp
+
+    out = []
+    seen = False
+    for ds in datasets:
+        rer = [ok[("afep", ds, s)]["rel_err_reduction"] for s in seeds if ("afep", ds, s) in ok]
+        if len(rer) < 2:
+            continue
+        seen = True
+        if np.allclose(rer, rer[0]):
+            continue
+        p = float(ttest_1samp(rer, 0.0).pvalue)
+        if np.mean(rer) < 0 and p < 0.05:
+            out.append((ds, p))
+    return out if seen else None
+
+
+def calibration_section(path: Path) -> list[str]:
+    """Claimed vs realized lift of AFEP's selected features, and the null rates (bench.calibrate)."""
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    L = [
+        "## Are the claims true? (`python -m bench.calibrate`)",
+        "",
+        f"{r.get('created_at', '')}, `{r.get('command', '')}`.",
+        "",
+    ]
+    feats = r.get("features")
+    if feats is not None:
+        L += [
+            f"Every feature AFEP selected in the records above, re-evaluated as a user would: {r.get('splits')} fresh "
+            "random 80/20 splits of the full table (train and test parts together), the benchmark's protocol "
+            "(LightGBM 2000 trees, step 0.05, 31 leaves, early stopping 100 on an inner split), raw columns plus "
+            "the feature against raw columns alone. *claimed* = the lift, 95% CI and p in `features.json` "
+            "(AUC up / RMSE down); *realized* = mean ± standard error over the fresh splits; *helps* = share of "
+            "splits where it helps. The plot is `docs/calibration.png`.",
+            "",
+            "![claimed vs realized](calibration.png)",
+            "",
+            "| set | group | selected features | realized inside claimed 95% CI | mean claimed, % of raw error "
+            "| mean realized, % of raw error | realized > 0 | splits where it helps | p (t, across features) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for set_name, pooled in (r.get("pooled") or {}).items():
+            n = pooled.get("n_features", 0)
+            if not n:
+                L.append(f"| {set_name} | all | 0 | — | — | — | — | — | — |")
+                continue
+            L.append(
+                f"| {set_name} | all | {n} | {pooled['share_inside_ci']:.0%} | {100 * pooled['claimed_rel_mean']:.2f}% "
+                f"| {100 * pooled['realized_rel_mean']:.2f}% | {pooled['features_realized_positive']}/{n} "
+                f"| {pooled['share_splits_helping']:.0%} | {_fmt(pooled.get('p_t', float('nan')), 3)} |"
+            )
+        L += [
+            "",
+            "| set | dataset | seed | feature | claimed lift (95% CI), p | realized ± SE | in CI | helps |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for f in sorted(feats, key=lambda f: (SET_ORDER.index(f["set"]), f["dataset"], f["seed"])):
+            L.append(
+                f"| {f['set']} | {f['dataset']} | {f['seed']} | `{str(f['feature'])[:40]}` "
+                f"| {f['claimed']:+.4g} ({f['ci_low']:+.4g}..{f['ci_high']:+.4g}), p={f['p_claimed']:.3g} "
+                f"| {f['realized']:+.4g} ± {f['realized_se']:.2g} | {'yes' if f['inside_ci'] else '**no**'} "
+                f"| {f['share_helps']:.0%} |"
+            )
+        L.append("")
+    perm, noise = r.get("null_permuted"), r.get("null_noise")
+    if perm or noise:
+        L += [
+            "**Null rates.**",
+            "",
+            "| experiment | jobs | jobs selecting anything | jobs selecting noise |",
+            "|---|---|---|---|",
+        ]
+        if perm:
+            L.append(
+                f"| `afep run` on development tables (benchmark train part) with the target permuted | {perm['jobs']} "
+                f"| {perm['jobs_selecting']} | {perm['jobs_selecting']} (everything is noise) |"
+            )
+        if noise:
+            L.append(
+                f"| engine on 1,000-row tables (concrete, credit_data) with column products/ratios plus "
+                f"30 pure-noise candidates | {noise['jobs']} | {noise['jobs_selecting']} | {noise['jobs_selecting_noise']} |"
+            )
+        L.append("")
+    return L
 
 
 @dataclass(frozen=True)
@@ -120,7 +234,11 @@ def render(
     protocol: str,
     notes: dict[str, str],
     engine_notes: dict[str, str],
+    sets: dict[str, str] | None = None,
+    timing_note: str = "",
+    results_dir: Path | None = None,
 ) -> str:
+    sets = sets or {}
     ok = {k: r for k, r in records.items() if r.get("status") == "ok" and k[1] in datasets and k[2] in seeds}
     failed = {k: r for k, r in records.items() if r.get("status") != "ok" and k[1] in datasets and k[2] in seeds}
     shown = [e for e in engines if e != "raw"]
@@ -173,7 +291,12 @@ def render(
         "| dataset | engine | metric | raw | engine | gain | rel. err. red. | wins | p (side) | wall s | CPU s | features added | source |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for ds in datasets:
+    order = sorted(datasets, key=lambda d: SET_ORDER.index(sets.get(d, "")) if sets.get(d, "") in SET_ORDER else 9)
+    current = None
+    for ds in order:
+        if sets and sets.get(ds) != current:
+            current = sets.get(ds)
+            L.append(f"| ***{current} set*** | | | | | | | | | | | | |")
         for e in shown:
             recs = [ok[(e, ds, s)] for s in seeds if (e, ds, s) in ok]
             if not recs:
@@ -191,26 +314,43 @@ def render(
                 f"| {np.mean([r['wall_s'] for r in recs]):.1f} | {np.mean([r['cpu_s'] for r in recs]):.1f} "
                 f"| {np.mean([r['n_features_added'] for r in recs]):.1f} | {src} |"
             )
-    for e in shown:
-        recs = [r for k, r in ok.items() if k[0] == e]
-        if not recs:
-            continue
-        rer = [r["rel_err_reduction"] for r in recs]
-        pr = paired(rer, ENGINE_LABEL[e], "raw")
-        L.append(
-            f"| **pooled** | **{ENGINE_LABEL[e]}** | | | | | **{_fmt(100 * pr.mean, 2)}%** "
-            f"(median {_fmt(100 * float(np.median(rer)), 2)}%) | {pr.wins}/{pr.n} "
-            f"| {_fmt_p(pr)} | {np.mean([r['wall_s'] for r in recs]):.1f} | {np.mean([r['cpu_s'] for r in recs]):.1f} "
-            f"| {np.mean([r['n_features_added'] for r in recs]):.1f} | |"
-        )
+    saturated = _saturated(ok, datasets)
+    groups = _groups(datasets, sets, saturated)
     L += [
         "",
-        "Pooled rows: mean (and median) of the relative error reduction over every dataset × seed pair the "
-        "engine has, wins and Wilcoxon p on those pairs. Near-saturated datasets (breast_cancer, AUC ≈ 0.99, "
-        "err ≈ 0.01) swing the relative error reduction by tens of percent for an AUC change in the third "
-        "decimal, so they weigh heavily on the pooled mean; the median is less sensitive.",
+        "## Pooled",
         "",
+        f"Mean (and median) of the relative error reduction over every dataset × seed pair of a group, wins and "
+        f"Wilcoxon p on those pairs. Tables whose raw AUC exceeds {SATURATED_AUC} "
+        f"({', '.join(sorted(saturated)) or 'none here'}) are pooled apart: with an error of about 0.01, a "
+        "third-decimal AUC change swings their relative error by tens of percent.",
+        "",
+        "| group | engine | pairs | rel. err. red. (median) | wins | p (side) | mean wall s | mean CPU s | features added |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    for label, members in groups:
+        for e in shown:
+            recs = [r for k, r in ok.items() if k[0] == e and k[1] in members]
+            if not recs:
+                continue
+            rer = [r["rel_err_reduction"] for r in recs]
+            pr = paired(rer, ENGINE_LABEL[e], "raw")
+            L.append(
+                f"| {label} | **{ENGINE_LABEL[e]}** | {pr.n} | **{_fmt(100 * pr.mean, 2)}%** "
+                f"({_fmt(100 * float(np.median(rer)), 2)}%) | {pr.wins}/{pr.n} "
+                f"| {_fmt_p(pr)} | {np.mean([r['wall_s'] for r in recs]):.1f} | {np.mean([r['cpu_s'] for r in recs]):.1f} "
+                f"| {np.mean([r['n_features_added'] for r in recs]):.1f} |"
+            )
+    L.append("")
+    worse = _significantly_worse(ok, datasets, seeds)
+    if worse is not None:
+        L += [
+            "Tables where AFEP is worse than raw (paired t-test over the seeds on the relative error reduction, "
+            "two-sided p < 0.05; Wilcoxon cannot go below 0.0625 with 5 seeds): "
+            + (", ".join(f"{d} (p={p:.3f})" for d, p in worse) if worse else "none")
+            + ".",
+            "",
+        ]
 
     L += [
         "## AFEP head to head (pooled over dataset × seed pairs)",
@@ -218,9 +358,9 @@ def render(
         "| comparison | pairs | mean Δ rel. err. red. (AFEP − other) | AFEP better | p (side) |",
         "|---|---|---|---|---|",
     ]
-    for other in ("raw", "openfe", "dfs"):
+    for (label, members), other in ((g, o) for g in groups for o in ("raw", "openfe", "dfs")):
         pairs = []
-        for ds in datasets:
+        for ds in members:
             for s in seeds:
                 a = ok.get(("afep", ds, s))
                 if a is None:
@@ -231,9 +371,10 @@ def render(
                     pairs.append(a["rel_err_reduction"] - ok[(other, ds, s)]["rel_err_reduction"])
         pr = paired(pairs, "AFEP", ENGINE_LABEL[other])
         L.append(
-            f"| AFEP vs {ENGINE_LABEL[other]} | {pr.n} | {_fmt(100 * pr.mean, 2)}% | {pr.wins}/{pr.n} | {_fmt_p(pr)} |"
+            f"| {label}: AFEP vs {ENGINE_LABEL[other]} | {pr.n} | {_fmt(100 * pr.mean, 2)}% | {pr.wins}/{pr.n} "
+            f"| {_fmt_p(pr)} |"
             if pr.n
-            else f"| AFEP vs {ENGINE_LABEL[other]} | 0 | — | — | — (no AFEP records) |"
+            else f"| {label}: AFEP vs {ENGINE_LABEL[other]} | 0 | — | — | — (no AFEP records) |"
         )
     L.append("")
 
@@ -266,21 +407,30 @@ def render(
         o = total("openfe", ds, "wall_s", common)
         return f"{total('afep', ds, 'wall_s', common) / o:.3f}" if o else "—"
 
-    for ds in list(datasets) + [None]:
+    def pairs_of(members: Sequence[str]) -> set[tuple[str, int]]:
+        return {(k[1], k[2]) for k in ok if k[1] in members}
 
-        def cell(e: str) -> str:
-            if not any(k[0] == e and (ds is None or k[1] == ds) for k in ok):
-                return "— | —"
-            return f"{total(e, ds, 'wall_s'):.1f} | {total(e, ds, 'cpu_s'):.1f}"
-
-        cells = " | ".join(cell(e) for e in shown)
-        label = "**total**" if ds is None else ds
-        L.append(f"| {label} | {cells} | {ratio(ds)} |")
+    for ds in order:
+        cells = " | ".join(
+            f"{total(e, ds, 'wall_s'):.1f} | {total(e, ds, 'cpu_s'):.1f}" if any(k[0] == e and k[1] == ds for k in ok)
+            else "— | —"
+            for e in shown
+        )  # fmt: skip
+        L.append(f"| {ds} | {cells} | {ratio(ds)} |")
+    for name in [*dict.fromkeys(sets.get(d, "all") for d in order), None]:
+        members = [d for d in order if name is None or sets.get(d, "all") == name]
+        only = pairs_of(members)
+        common = {(k[1], k[2]) for k in ok if k[0] == "afep"} & {(k[1], k[2]) for k in ok if k[0] == "openfe"} & only
+        o = total("openfe", None, "wall_s", common)
+        r = f"{total('afep', None, 'wall_s', common) / o:.3f}" if common and o else "—"
+        cells = " | ".join(f"{total(e, None, 'wall_s', only):.1f} | {total(e, None, 'cpu_s', only):.1f}" for e in shown)
+        L.append(f"| **total{'' if name is None else ', ' + name}** | {cells} | {r} |")
     loads = [max(r.get("loadavg_1m") or [0.0]) for r in ok.values() if r["engine"] != "raw"]
     L += [
         "",
         "AFEP/OpenFE wall is computed on the dataset × seed pairs both engines have. Wall time is sensitive "
         "to other work on the machine; CPU seconds much less so."
+        + (f" {timing_note}" if timing_note else "")
         + (
             f" Highest 1-minute load average seen around an engine run: {max(loads):.1f} "
             f"(on {machine['cpu'].split(', ')[-1]})."
@@ -297,7 +447,8 @@ def render(
                 L.append(f"| {ENGINE_LABEL.get(e, e)} | {ds} | {s} | {r['status']} | {str(r.get('error', ''))[:120]} |")
         L.append("")
 
-    L += side_results()
+    L += calibration_section((results_dir or RESULTS) / "calibration.json")
+    L += side_results(results_dir or RESULTS)
     L += ["## Datasets", ""] + [f"- **{ds}**: {notes.get(ds, '')}" for ds in datasets] + [""]
     L += [
         "## Reproduce",
@@ -307,6 +458,9 @@ def render(
         "python -m bench.run --engines afep --datasets concrete --seeds 0-1 --doc /tmp/quick.md   # quick AFEP check",
         "python -m bench.run --afep-arg=--budget --afep-arg=30   # pass options through to `afep run`",
         "python -m bench.run --reuse none                        # recompute the raw/OpenFE/DFS baselines too",
+        "python -m bench.run --set evaluation                    # the declared evaluation set (--set all: both)",
+        "python -m bench.calibrate --set all                     # claimed vs realized, null rates",
+        "python -m bench.run --set all --render-only             # this file from the records",
         "```",
         "",
         "Records live in `bench/results/<engine>.jsonl` (append-only, newest record per engine × dataset × seed "
@@ -317,7 +471,7 @@ def render(
     return "\n".join(L)
 
 
-def side_results(results_dir: Path = Path(__file__).resolve().parent / "results") -> list[str]:
+def side_results(results_dir: Path = RESULTS) -> list[str]:
     """The scale check and the API/SSE numbers, from their own result files, when present."""
     L: list[str] = []
     scale, api = results_dir / "scale.json", results_dir / "api.json"

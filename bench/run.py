@@ -29,6 +29,7 @@ from bench.engines.launch import run_timed
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("afep", "openfe", "dfs")
+FEATURES_DIR = ROOT / "bench" / "work" / "afep_features"  # read by bench.calibrate
 SUBPROCESS_ENGINES = {"openfe": "bench.engines.openfe_engine", "dfs": "bench.engines.dfs_engine"}
 ENGINE_NOTES = {
     "afep": "the `afep` CLI: one `afep run` on train with `--apply` on train and test (what `afep apply` does, in the same process), every selected feature added.",
@@ -98,6 +99,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="scratch root (gitignored); each invocation uses its own run-<time>-<pid>/ below it",
     )
     p.add_argument("--keep-work", action="store_true", help="keep engine inputs/outputs/logs of successful runs too")
+    p.add_argument("--timing-note", default="", help="a sentence added under the time table (e.g. how runs were timed)")
     p.add_argument(
         "--render-only",
         action="store_true",
@@ -223,6 +225,11 @@ def _evaluate_engine(
     x_tr = pd.concat([sp.x_train, new_train], axis=1)
     x_te = pd.concat([sp.x_test, new_test], axis=1)
     score = protocol.evaluate(x_tr, sp.y_train, x_te, sp.y_test, ds.task, seed)
+    if engine == "afep" and mapping:
+        # the selected features' values on the full table (train part, then test part), for bench.calibrate
+        values = pd.concat([new_train, new_test], ignore_index=True).rename(columns=mapping)
+        FEATURES_DIR.mkdir(parents=True, exist_ok=True)
+        values.to_parquet(FEATURES_DIR / f"{ds.name}-seed{seed}.parquet")
     features = info.get("features") or {}
     described = [features.get(mapping[n], mapping[n]) for n in names]
     extra = {k: v for k, v in info.items() if k not in ("features", "engine")}
@@ -313,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                 protocol=protocol.PROTOCOL,
                 notes=notes,
                 engine_notes=ENGINE_NOTES,
+                sets={d: dsets.set_of(d) for d in datasets},
+                timing_note=args.timing_note,
+                results_dir=args.results,
             )
         )
 

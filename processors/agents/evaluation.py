@@ -1,4 +1,4 @@
-"""Evaluation agent: LightGBM screening, paired significance tests and forward selection.
+"""Evaluation agent: LightGBM screening, a shortlist, and the final confirmation that decides.
 
 When round 1 starts it fits the raw-feature baseline split by split on one fit worker
 in the background (`fit_baseline`), on the core that ideation, code generation and
@@ -71,7 +71,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     completions: list[str] = []
 
     def complete(ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Run fitted candidates' code for the confirm and guard folds (only those get that far)."""
+        """Run fitted candidates' code for the confirm and final folds (only those get that far)."""
         started = time.monotonic()
         todo = [features[i] for i in ids]
         needed = {c for f in todo for c in f.proposal.source_columns if c in frame.columns}
@@ -171,9 +171,9 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             NAME,
             "decision",
             f"round {done.round}: {report.metric} {report.baseline_score:.4f} -> {report.final_score:.4f}, "
-            f"{len(report.newly_selected)} selected ({report.n_screened} screened, {report.n_confirmed} confirmed "
-            f"in {report.seconds:.1f} s)",
-            {"notes": list(report.notes), "guard_lift": report.guard_lift},
+            f"{len(report.newly_selected)} selected ({report.n_screened} screened, {report.n_confirmed} shortlisted, "
+            f"{len(report.finalists)} finalist(s), in {report.seconds:.1f} s): {report.verdict}",
+            {"notes": list(report.notes), "finalists": list(report.finalists), "verdict": report.verdict},
         )
     )
     ids = tuple(c.id for c in report.candidates)

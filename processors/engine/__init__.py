@@ -3,10 +3,11 @@
 API
 ---
 ``plan_folds(y, task, seed) -> FoldPlan``
-    Search/guard row split and the screen (1x5-fold), confirm (4x5-fold) and guard
-    (2 halves of the 20% guard rows) splits. ``FoldPlan.fits`` are the reference
-    masks the execution stage computes each candidate for (one per split, the
-    last is all rows); ``fit_index_for_split(i)`` gives the column for split i.
+    Search/guard row split, the screen (1x5-fold) and confirm (4x5-fold) splits of
+    the search rows, and 10 final splits (random 80/20 of all rows, each with inner
+    early-stopping rows). ``FoldPlan.fits`` are the reference masks the execution
+    stage computes each candidate for (one per split, the last is all rows);
+    ``fit_index_for_split(i)`` gives the column for split i.
 
 ``prepare_base(df, target, task, positive_class, exclude) -> BaseMatrix``
     Raw features encoded for LightGBM (numeric float64, categorical integer codes,
@@ -17,14 +18,16 @@ API
 progress=None, categorical=(), confirm_top=10, max_new=10, partial=(), complete=None) -> RoundReport``
     candidates/selected: id -> float64 array (n_rows, n_fits) (1-D is accepted for
     stateless features). Stages: binned-Newton screening from the baseline's
-    out-of-fold scores plus a joint LightGBM's importance shares -> full LightGBM
-    refits on 20 confirm splits for the top ``confirm_top`` (successive halving),
-    paired two-sided t-test over the splits (p<=0.05; BH q reported) -> greedy
-    forward selection (each addition must still help next to those already
-    chosen) -> harm guard: the chosen set must not lose on guard rows that no
-    screening, test or selection ever saw, else the last-added features are
-    dropped. ``partial`` ids hold only ``plan.eager_fits`` columns; ``complete(ids)``
-    supplies the rest for those that reach confirmation.
+    out-of-fold scores plus a joint LightGBM's importance shares -> fast LightGBM
+    refits on 20 confirm splits for the top ``confirm_top`` (successive halving,
+    paired t-test) -> a shortlist of at most 3 finalists (greedy: each must still help
+    next to those before it) -> the final confirmation, which decides: each finalist
+    against the baseline on the 10 final splits, fitted with the external protocol's
+    model (2000 trees, step 0.05, 31 leaves, early stopping 100 on an inner split),
+    Nadeau-Bengio corrected resampled t-test, Holm over the finalists. A finalist's
+    reported lift, CI and p are those of the final confirmation. ``partial`` ids hold
+    only ``plan.eager_fits`` columns; ``complete(ids)`` supplies the rest for those
+    that reach confirmation.
 
 LightGBM fits run on worker processes (``pool``, ``AFEP_ENGINE_WORKERS``).
 

@@ -5,7 +5,7 @@ LightGBM's own log lines are sent to stderr so they cannot corrupt a frame.
 
     ("base", key, x, y)    remember a base matrix (raw features) and target
     ("drop", key)          forget one
-    ("fit", key, extra, categorical, train_idx, valid_idx, task, seed, learning_rate)
+    ("fit", key, extra, categorical, train_idx, valid_idx, task, seed, learning_rate, stop_idx)
                            fit on [x | extra], answer ("ok", FitResult) or ("error", text)
 
 It starts by importing LightGBM (without scikit-learn, see `lgbm`) and answering
@@ -39,12 +39,13 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         elif kind == "drop":
             bases.pop(message[1], None)
         elif kind == "fit":
-            _, key, extra, categorical, train_idx, valid_idx, task, seed, learning_rate = message
+            _, key, extra, categorical, train_idx, valid_idx, task, seed, learning_rate, stop_idx = message
             try:
                 x, y = bases[key]
                 if extra is not None:
                     x = np.hstack([x, extra])
-                result = fit_and_score(FitJob(x, y, train_idx, valid_idx, categorical), task, seed, 1, learning_rate)
+                job = FitJob(x, y, train_idx, valid_idx, categorical, stop_idx)
+                result = fit_and_score(job, task, seed, 1, learning_rate)
                 outbox.send(("ok", result))
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
                 outbox.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -1,30 +1,29 @@
 """Which rows train and which rows validate, decided once per job.
 
 Rows are first split into *search* rows (80%) and *guard* rows (20%, stratified
-for classification). Guard rows are never used to rank or choose a feature.
+for classification). Guard rows are never used to rank or shortlist a feature.
 
 * ``screen``  - 1 repeat of K-fold over search rows. Its out-of-fold baseline
   predictions are the starting point of the cheap screening stage.
-* ``confirm`` - 4 more repeats of K-fold over search rows (new shuffles). Full
+* ``confirm`` - 4 more repeats of K-fold over search rows (new shuffles). Fast
   LightGBM refits with and without a candidate; the paired per-split differences
-  give lift, CI and p-value, and the greedy selection runs on these splits. Each
-  repeat is one stage of successive halving (see `evaluation._confirm`), so only
-  candidates still ahead pay for the later ones.
-* ``guard``   - the guard rows in two halves; each split trains on every other
-  row and validates on one half. Features chosen in a round must still beat the
-  baseline here, or they are dropped (harm guard). Because screening picks the
-  best of hundreds of candidates on the search rows, a lucky noise feature looks
-  good on *any* partition of those rows; only unseen rows expose it.
+  shortlist the *finalists* (see `evaluation`). Each repeat is one stage of
+  successive halving (see `evaluation._confirm`), so only candidates still ahead
+  pay for the later ones. Nothing is selected on these splits.
+* ``final``   - FINAL_SPLITS random 80/20 splits of *all* rows (guard rows included,
+  so every test part holds rows that screening never saw), stratified for
+  classification, each with an inner 20% of its training part for early stopping:
+  the external benchmark protocol, i.e. the model a user trains. Only finalists are
+  fitted here; their lift, CI and p (corrected resampled t-test) decide, and are
+  what the job reports. `stops[i]` holds the early-stopping rows of final split i.
 
-K=5 trains on 80% of the search rows (close to the external protocol). Twenty
-confirm splits rather than ten: lifts of 2-3% on a table of a thousand rows have
-p of 0.1-0.2 over ten splits, and the halving keeps the extra fits for the few
-candidates that are still ahead.
+K=5 trains on 80% of the search rows (close to the external protocol).
 
 `fits` lists the reference-row masks the execution stage computes each
-candidate for: one per split (its training part), then all rows last (what the
-final model and production use). Column ``fit_index_for_split(i)`` of a
-candidate array holds the values fitted on split i's training rows.
+candidate for: one per split (its training part: for a final split, the whole 80%
+a user would fit features on), then all rows last (what the final model and
+production use). Column ``fit_index_for_split(i)`` of a candidate array holds the
+values fitted on split i's training rows.
 """
 
 from __future__ import annotations
@@ -34,11 +33,17 @@ from typing import Literal
 
 import numpy as np
 
-Role = Literal["screen", "confirm", "guard"]
+Role = Literal["screen", "confirm", "final"]
 Split = tuple[np.ndarray, np.ndarray]
 
-ROLE_REPEATS: tuple[tuple[Role, int], ...] = (("screen", 1), ("confirm", 4), ("guard", 1))
-"""Repeats per role; the guard "repeat" is the two halves of the guard rows."""
+ROLE_REPEATS: tuple[tuple[Role, int], ...] = (("screen", 1), ("confirm", 4))
+"""K-fold repeats over the search rows per role."""
+FINAL_SPLITS = 10
+"""Random 80/20 splits of all rows for the final confirmation. With the Nadeau-Bengio
+correction the variance factor is 1/J + 0.25: 0.35 at J=10, 0.30 at J=20, so more
+splits buy little power for twice the fits."""
+FINAL_TEST_FRACTION = 0.2
+FINAL_STOP_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class FoldPlan:
     fits: tuple[np.ndarray, ...]
     n_folds: int
     seed: int
+    stops: tuple[np.ndarray | None, ...] = ()
+    guard_rows: np.ndarray | None = None
+
+    def stop_rows(self, i: int) -> np.ndarray | None:
+        """Early-stopping rows of split i (final splits), or None: it stops on its validation rows."""
+        return self.stops[i] if i < len(self.stops) else None
 
     @property
     def n_rows(self) -> int:
@@ -77,7 +88,7 @@ class FoldPlan:
     def eager_fits(self) -> tuple[int, ...]:
         """Fit columns computed for every fitted candidate: the screen splits and all rows.
 
-        The others (confirm and guard splits) are computed only for the few candidates
+        The others (confirm and final splits) are computed only for the few candidates
         that reach confirmation, see `evaluate_round(..., partial=, complete=)`.
         """
         return (*self.split_indices("screen"), self.full_fit_index)
@@ -114,7 +125,8 @@ def plan_folds(
     n_folds: int = 5,
     guard_fraction: float = 0.2,
 ) -> FoldPlan:
-    """Search/guard row split, then screen (1xK), confirm (2xK) and guard (2) splits."""
+    """Search/guard row split, then screen (1xK) and confirm (4xK) splits of the search
+    rows, and FINAL_SPLITS random 80/20 splits of all rows with inner early-stopping rows."""
     y = np.asarray(y)
     n = int(y.shape[0])
     if task == "classification":
@@ -126,21 +138,34 @@ def plan_folds(
     search_pos, guard_pos = _kfold(y, task, parts, seed * 7919 + 17)[0]
     splits: list[Split] = []
     roles: list[Role] = []
-    for repeat, (role, count) in enumerate(ROLE_REPEATS[:2]):
+    stops: list[np.ndarray | None] = []
+    for repeat, (role, count) in enumerate(ROLE_REPEATS):
         for r in range(count):
             state = seed * 1000 + repeat * 10 + r
             for tr, va in _kfold(y[search_pos], task, n_folds, state):
                 splits.append((search_pos[tr], search_pos[va]))
                 roles.append(role)
-    for _, half_va in _kfold(y[guard_pos], task, 2, seed * 1000 + 99):
-        valid = guard_pos[half_va]
-        train = np.setdiff1d(np.arange(n), valid)
-        splits.append((train.astype(np.int64), np.sort(valid).astype(np.int64)))
-        roles.append("guard")
+                stops.append(None)
+    test_parts = max(2, round(1 / FINAL_TEST_FRACTION))
+    stop_parts = max(2, round(1 / FINAL_STOP_FRACTION))
+    for r in range(FINAL_SPLITS):
+        train, test = _kfold(y, task, test_parts, seed * 1000 + 500 + r)[0]
+        _, stop_pos = _kfold(y[train], task, stop_parts, seed * 1000 + 700 + r)[0]
+        splits.append((train, test))
+        roles.append("final")
+        stops.append(train[stop_pos])
     fits: list[np.ndarray] = []
     for train_idx, _ in splits:
         mask = np.zeros(n, dtype=bool)
         mask[train_idx] = True
         fits.append(mask)
     fits.append(np.ones(n, dtype=bool))
-    return FoldPlan(splits=tuple(splits), roles=tuple(roles), fits=tuple(fits), n_folds=n_folds, seed=seed)
+    return FoldPlan(
+        splits=tuple(splits),
+        roles=tuple(roles),
+        fits=tuple(fits),
+        n_folds=n_folds,
+        seed=seed,
+        stops=tuple(stops),
+        guard_rows=np.sort(guard_pos).astype(np.int64),
+    )

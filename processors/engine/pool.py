@@ -51,6 +51,7 @@ class FitRequest:
     train_idx: np.ndarray
     valid_idx: np.ndarray
     learning_rate: float = LEARNING_RATE
+    stop_idx: np.ndarray | None = None  # set: the external protocol's model (see `scoring.FitJob`)
 
 
 class _Rejected(Exception):
@@ -99,6 +100,7 @@ class _Worker:
                 task,
                 seed,
                 request.learning_rate,
+                request.stop_idx,
             )
         )
         status, payload = self.inbox.recv()
@@ -202,7 +204,7 @@ class FitPool:
     def _fit_here(self, x: np.ndarray, y: np.ndarray, request: FitRequest, task: Task, seed: int) -> FitResult:
         design = x if request.extra is None else np.hstack([x, request.extra])
         with self._local:
-            job = FitJob(design, y, request.train_idx, request.valid_idx, request.categorical)
+            job = FitJob(design, y, request.train_idx, request.valid_idx, request.categorical, request.stop_idx)
             return fit_and_score(job, task, seed, learning_rate=request.learning_rate)
 
     def close(self) -> None:

@@ -1,4 +1,10 @@
-"""One-line explanations a user can read, built from a candidate's outcome."""
+"""One-line explanations a user can read, built from a candidate's outcome.
+
+Every sentence with a number names the test behind it: the *final confirmation*
+(the decision: a corrected resampled t-test over the job's final splits, fitted with
+the model a user trains) or the *shortlist* (fast internal cross-validation, which
+only picks the finalists and is optimistic).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +22,24 @@ class Outcome:
     screen_gain: float = 0.0
     importance_share: float = 0.0
     screen_rank: int | None = None
-    test: PairedTest | None = None
-    q_value: float | None = None
-    conditional: PairedTest | None = None
-    importance_rank: int | None = None
+    test: PairedTest | None = None  # shortlist: fast internal cross-validation
+    final: PairedTest | None = None  # final confirmation (finalists only): the decision
+    holm: float | None = None  # Holm-adjusted p of `final` over the round's finalists
     selected: bool = False
-    n_before: int = 0
+    importance_rank: int | None = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Tests:
+    """How this round tested, for the reason texts."""
+
+    final_test: str  # "... over {n} random 80/20 splits ...": n is filled in with the splits a finalist got
+    n_final_splits: int
+    shortlist_test: str
+    n_finalists: int
+    alpha: float
+    confirm_top: int
 
 
 def _lift(metric: str, value: float, base: float) -> str:
@@ -32,39 +49,37 @@ def _lift(metric: str, value: float, base: float) -> str:
     return f"{value:+.4f} {metric.upper().replace('ROC_', '')}"
 
 
-def _test(metric: str, t: PairedTest, base: float) -> str:
+def _numbers(metric: str, t: PairedTest, base: float, one_sided: bool = False) -> str:
     if metric == "rmse":
         ci = f"lift 95% CI {t.ci_low:+.4g}..{t.ci_high:+.4g}"
     else:
         ci = f"95% CI {t.ci_low:+.4f}..{t.ci_high:+.4f}"
-    return f"{_lift(metric, t.mean, base)} ({ci}, p={t.p_value:.3g})"
+    p = f"one-sided p={t.p_greater:.3g}" if one_sided else f"p={t.p_value:.3g}"
+    return f"{_lift(metric, t.mean, base)} ({ci}, {p}"
 
 
-def describe(
-    o: Outcome,
-    metric: str,
-    base: float,
-    guard_lift: float | None,
-    confirm_top: int,
-    n_tested: int,
-) -> str:
-    if o.selected and o.test is not None and o.conditional is not None:
-        text = f"selected: {_test(metric, o.test, base)}, q={o.q_value:.3g} over {n_tested} tested"
-        if o.n_before:
-            text += (
-                f"; still helps next to {o.n_before} selected feature(s) "
-                f"({o.conditional.mean:+.4g}, p={o.conditional.p_value:.3g})"
-            )
-        if guard_lift is not None:
-            text += f"; the selected set holds on unseen guard rows ({guard_lift:+.4g})"
-        return text
+def describe(o: Outcome, metric: str, base: float, tests: Tests) -> str:
+    if o.final is not None:
+        holm = f", Holm-adjusted p={o.holm:.3g} over {tests.n_finalists} finalist(s))" if o.holm is not None else ")"
+        numbers = _numbers(metric, o.final, base, one_sided=True) + holm
+        test = tests.final_test.format(n=o.final.n)
+        if o.selected:
+            return f"selected: {numbers} by {test}"
+        why = o.note or (
+            "no gain for that model"
+            if o.final.mean <= 0
+            else f"not significant after Holm's correction (needs adjusted p<={tests.alpha:g})"
+        )
+        if o.final.n < tests.n_final_splits:
+            why = f"no gain for that model over the first {o.final.n} splits, so it was not fitted on the others"
+        return f"not selected: {numbers} by {test}: {why}"
     if o.test is not None:
-        head = f"not selected: {_test(metric, o.test, base)}"
+        head = f"not selected: shortlist {_numbers(metric, o.test, base)}) by {tests.shortlist_test}"
         if o.note:
             return f"{head}; {o.note}"
         if o.test.mean <= 0:
-            return f"{head}: no gain over the baseline on full refits"
-        return f"{head}: not reliable enough (needs p<=0.05; BH q={o.q_value:.3g} over {n_tested} tested)"
+            return f"{head}: no gain over the baseline"
+        return f"{head}: not a finalist (needs p<={tests.alpha:g} there)"
     if o.note:
         return o.note if o.screen_rank is None else f"{o.note} (screen gain {o.screen_gain:.2%})"
     if o.screen_rank is None:
@@ -72,5 +87,5 @@ def describe(
     return (
         f"screened out: {o.importance_share:.2%} of a joint model's gain and {o.screen_gain:+.2%} residual loss "
         "reduction on screening folds, "
-        f"rank {o.screen_rank}, below the top {confirm_top}"
+        f"rank {o.screen_rank}, below the top {tests.confirm_top}"
     )

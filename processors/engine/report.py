@@ -12,11 +12,14 @@ Stage = Literal["screen", "confirm", "select"]
 class CandidateResult:
     """How far a candidate got and why it was or was not kept.
 
-    `lift` is the mean paired metric difference over the confirm splits in the
-    metric's natural direction (positive = better: AUC up, RMSE down), measured by
-    full refits on splits other than the screening ones; None if not confirmed.
-    `p_value` is the raw one-sided corrected t-test p; `q_value` its
-    Benjamini-Hochberg adjustment over all confirmed candidates of the round.
+    `lift` is the mean paired metric difference in the metric's natural direction
+    (positive = better: AUC up, RMSE down), with its two-sided 95% CI and a p-value. `tested_by`
+    says which test: "final" for finalists (the model a user trains, on the final
+    splits, corrected resampled t-test: the decision), "shortlist" for candidates that
+    only reached the fast internal cross-validation (optimistic, never decides a
+    selection), None if not tested. For a finalist `p_value` is the one-sided p of
+    "the feature helps" (the decision's statistic) and `p_adjusted` its Holm adjustment
+    over the round's finalists; for the shortlist `p_value` is two-sided.
     """
 
     id: str
@@ -26,15 +29,20 @@ class CandidateResult:
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
-    q_value: float | None
+    p_adjusted: float | None
     importance_rank: int | None
     selected: bool
     reason: str
+    tested_by: Literal["final", "shortlist"] | None = None
 
 
 @dataclass(frozen=True)
 class RoundReport:
-    """Scores are means over the confirm splits; `guard_lift` is on unseen guard rows."""
+    """Scores are means over the confirm splits (fast internal models).
+
+    `finalists` were confirmed on the final splits with the model a user trains;
+    `verdict` says in plain words what the round found ("no feature helps" included).
+    """
 
     metric: str
     baseline_score: float
@@ -43,7 +51,8 @@ class RoundReport:
     newly_selected: tuple[str, ...]
     baseline_fold_scores: tuple[float, ...]
     final_fold_scores: tuple[float, ...]
-    guard_lift: float | None
+    finalists: tuple[str, ...]
+    verdict: str
     n_screened: int
     n_confirmed: int
     seconds: float

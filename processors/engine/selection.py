@@ -1,4 +1,8 @@
-"""Stage 3: greedy forward selection on the confirm splits, then the harm guard."""
+"""Stage 3: the shortlist, greedy forward selection of finalists on the confirm splits.
+
+It picks at most a few finalists, each still helping next to those before it on the
+fast internal models; it selects nothing. The final confirmation (`evaluation`) decides.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,6 @@ REDUNDANT_CORR = 0.98
 # evidence bar is lower than for its own significance test (p <= 0.05 alone), since
 # gains of correlated features overlap and ten splits cannot resolve small increments.
 CONDITIONAL_P = 0.25
-# The harm guard is a non-inferiority check: held-out guard rows are few and noisy, so
-# a set is only cut when its guard lift falls below minus this share of its claimed lift.
-GUARD_TOLERANCE = 0.5
 
 
 def standardised(values: np.ndarray) -> np.ndarray:
@@ -47,8 +48,6 @@ class Selection:
     chosen: list[str] = field(default_factory=list)
     tests: dict[str, PairedTest] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
-    guard_lift: float | None = None
-    guard_dropped: list[str] = field(default_factory=list)
 
 
 def greedy_select(
@@ -70,15 +69,15 @@ def greedy_select(
     cols: list[np.ndarray] = []
     for cid in ordered:
         if len(sel.chosen) >= max_new:
-            sel.notes[cid] = f"round cap of {max_new} new features reached"
+            sel.notes[cid] = f"not a finalist: the cap of {max_new} finalists was reached"
             continue
         if trials.out_of_time():
-            sel.notes[cid] = "deadline reached before it could be tested next to the selected set"
+            sel.notes[cid] = "deadline reached before it could be tested next to the finalists"
             continue
         if cols:
             other, r = most_correlated(full_values[cid], np.column_stack(cols), names)
             if r > REDUNDANT_CORR:
-                sel.notes[cid] = f"near-duplicate of selected '{other}' (|r|={r:.3f})"
+                sel.notes[cid] = f"near-duplicate of finalist '{other}' (|r|={r:.3f})"
                 continue
         if current == baseline:
             test = first_tests[cid]
@@ -92,26 +91,5 @@ def greedy_select(
             names.append(cid)
             cols.append(standardised(full_values[cid])[:, 0])
         else:
-            sel.notes[cid] = (
-                f"adds only {test.mean:+.4g} next to {len(sel.chosen)} selected feature(s) (p={test.p_value:.3f})"
-            )
-    return sel
-
-
-def apply_guard(trials: Trials, baseline: FeatureSet, sel: Selection) -> Selection:
-    """Drop the last-added features until the set beats the baseline on guard rows."""
-    guard = trials.plan.split_indices("guard")
-    confirm = trials.plan.split_indices("confirm")
-    while sel.chosen and guard:
-        lift = float(np.mean(trials.diffs((*baseline, *sel.chosen), baseline, guard)))
-        claimed = float(np.mean(trials.diffs((*baseline, *sel.chosen), baseline, confirm)))
-        sel.guard_lift = lift
-        if lift > -GUARD_TOLERANCE * max(claimed, 0.0):
-            break
-        dropped = sel.chosen.pop()
-        sel.guard_dropped.append(dropped)
-        sel.notes[dropped] = (
-            f"dropped by harm guard: the set including it scored {lift:+.4g} on held-out guard rows "
-            f"against {claimed:+.4g} in cross-validation"
-        )
+            sel.notes[cid] = f"adds only {test.mean:+.4g} next to {len(sel.chosen)} finalist(s) (p={test.p_value:.3f})"
     return sel

@@ -21,13 +21,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Mean paired difference (positive = better), 95% CI and one-sided p-value."""
+    """Mean paired difference (positive = better), two-sided 95% CI and p-value.
+
+    `p_greater` is the one-sided p of H1 "mean > 0" (does the feature help?).
+    """
 
     mean: float
     ci_low: float
     ci_high: float
     p_value: float
     n: int
+    p_greater: float = 1.0
 
 
 def corrected_paired_test(diffs: Sequence[float] | np.ndarray, valid_fraction: float) -> PairedTest:
@@ -39,18 +43,19 @@ def corrected_paired_test(diffs: Sequence[float] | np.ndarray, valid_fraction: f
     n = int(d.shape[0])
     mean = float(d.mean()) if n else 0.0
     if n < 2:
-        return PairedTest(mean, -np.inf, np.inf, 0.5 if n else 1.0, n)
+        return PairedTest(mean, -np.inf, np.inf, 0.5 if n else 1.0, n, 0.5 if n else 1.0)
     ratio = valid_fraction / max(1e-9, 1.0 - valid_fraction)
     var = float(d.var(ddof=1))
     se = float(np.sqrt(var * (1.0 / n + ratio)))
     if se <= 1e-15:
         p = 0.0 if mean != 0 else 1.0
-        return PairedTest(mean, mean, mean, p, n)
+        return PairedTest(mean, mean, mean, p, n, 0.0 if mean > 0 else 1.0)
     t = mean / se
     df = n - 1
     half = t_critical(df) * se
     # two-sided, so that p < 0.05 exactly when the reported 95% CI excludes zero
-    return PairedTest(mean, mean - half, mean + half, t_two_sided_p(t, df), n)
+    p = t_two_sided_p(t, df)
+    return PairedTest(mean, mean - half, mean + half, p, n, p / 2 if t > 0 else 1.0 - p / 2)
 
 
 # Student's t without scipy: its import (0.2 s) was a measurable share of a small job.

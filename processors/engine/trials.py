@@ -60,15 +60,18 @@ class Trials:
         features, split = key
         col = self.plan.fit_index_for_split(split)
         train_idx, valid_idx = self.plan.splits[split]
+        stop_idx = self.plan.stop_rows(split)
+        if stop_idx is not None:  # a final split: the protocol's model trains on the rest of its 80%
+            train_idx = np.setdiff1d(train_idx, stop_idx, assume_unique=True)
         if not features:
-            return FitRequest(None, self.base.categorical, train_idx, valid_idx, self.learning_rate)
+            return FitRequest(None, self.base.categorical, train_idx, valid_idx, self.learning_rate, stop_idx)
         if col not in self.plan.eager_fits and self.partial.intersection(features):
             missing = sorted(self.partial.intersection(features))
             raise RuntimeError(f"fold column {col} of {missing} was never computed: complete them first")
         extra = np.column_stack([self.pool[f][:, col] for f in features])
         p = self.base.x.shape[1]
         cats = self.base.categorical + tuple(p + j for j, f in enumerate(features) if f in self.categorical)
-        return FitRequest(extra, cats, train_idx, valid_idx, self.learning_rate)
+        return FitRequest(extra, cats, train_idx, valid_idx, self.learning_rate, stop_idx)
 
     def run(self, keys: Sequence[tuple[FeatureSet, int]]) -> None:
         """Fit every (set, split) not yet in the cache, on the fit workers (see `pool`)."""

@@ -58,7 +58,8 @@ def test_ratio_is_selected_and_noise_is_not(task: str) -> None:
 def test_plan_keeps_guard_rows_out_of_search_splits() -> None:
     y = np.random.default_rng(0).integers(0, 2, 400).astype(float)
     plan = plan_folds(y, "classification", seed=3)
-    guard = np.concatenate([plan.splits[i][1] for i in plan.split_indices("guard")])
+    guard = plan.guard_rows
+    assert guard is not None and guard.size
     for i in (*plan.split_indices("screen"), *plan.split_indices("confirm")):
         train_idx, valid_idx = plan.splits[i]
         assert not np.intersect1d(guard, np.concatenate([train_idx, valid_idx])).size
@@ -66,6 +67,14 @@ def test_plan_keeps_guard_rows_out_of_search_splits() -> None:
         assert not plan.fits[plan.fit_index_for_split(i)][valid_idx].any()
     assert plan.fits[plan.full_fit_index].all()
     assert len(plan.fits) == len(plan.splits) + 1
+    # final splits: all rows, 80/20, early-stopping rows inside the training part, never tested on
+    for i in plan.split_indices("final"):
+        train_idx, test_idx = plan.splits[i]
+        stop = plan.stop_rows(i)
+        assert stop is not None and np.isin(stop, train_idx).all() and not np.isin(stop, test_idx).any()
+        assert len(train_idx) + len(test_idx) == plan.n_rows
+        assert np.intersect1d(test_idx, guard).size  # rows screening never saw are tested
+        assert plan.fits[plan.fit_index_for_split(i)][train_idx].all()
 
 
 def test_each_split_uses_its_own_fit_column() -> None:
@@ -78,7 +87,9 @@ def test_each_split_uses_its_own_fit_column() -> None:
         request = trials.request((("m",), i))
         assert request.extra is not None
         assert (request.extra[:, -1] == plan.fit_index_for_split(i)).all()
-        assert (request.train_idx == plan.splits[i][0]).all()
+        stop = plan.stop_rows(i)
+        expected = plan.splits[i][0] if stop is None else np.setdiff1d(plan.splits[i][0], stop)
+        assert (request.train_idx == expected).all()
 
 
 def test_fold_fitted_candidate_is_judged_on_its_fold_columns() -> None:
@@ -126,8 +137,9 @@ def test_baseline_fitted_ahead_gives_the_same_report() -> None:
     plan = plan_folds(base.y, "classification", seed=7)
     cands = _candidates(df, plan.n_fits)
     cache: dict = {}
-    assert fit_baseline(base, plan, task="classification", seed=7, fit_cache=cache) == len(plan.splits)
-    assert set(cache) == {((), s) for s in range(len(plan.splits))}
+    ahead = [s for s, role in enumerate(plan.roles) if role != "final"]
+    assert fit_baseline(base, plan, task="classification", seed=7, fit_cache=cache) == len(ahead)
+    assert set(cache) == {((), s) for s in ahead}
     ahead = evaluate_round(base, plan, cands, {}, task="classification", seed=7, fit_cache=cache)
     cold = evaluate_round(base, plan, cands, {}, task="classification", seed=7)
     assert ahead.candidates == cold.candidates
@@ -301,7 +313,10 @@ def test_the_step_reaches_every_fit_of_a_round() -> None:
     evaluate_round(base, plan, cands, {}, task="regression", seed=0, fit_cache=coarse, learning_rate=0.3)
     fine: dict = {}
     evaluate_round(base, plan, cands, {}, task="regression", seed=0, fit_cache=fine, learning_rate=0.1)
-    shared = sorted(set(coarse) & set(fine), key=str)
+    final = set(plan.split_indices("final"))
+    # the final confirmation fits the protocol's model, whatever the job's step
+    assert all(coarse[k].score == fine[k].score for k in set(coarse) & set(fine) if k[1] in final)
+    shared = sorted((k for k in set(coarse) & set(fine) if k[1] not in final), key=str)
     assert shared
     # every fit differs from its twin at the default step, and early stopping comes much sooner
     assert all(coarse[k].score != fine[k].score for k in shared)
