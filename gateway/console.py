@@ -73,13 +73,15 @@ class LiveView:
 
 def results_table(result: dict[str, Any], features: list[dict[str, Any]]) -> Table:
     metric = result.get("metric") or "score"
+    # what a job claims is for LightGBM as users train it (see processors.engine.evaluation)
+    head = f"{len(features)} features selected" if features else "no feature helps: none confirmed for your model"
     title = (
-        f"{len(features)} features selected  |  {metric}: {_fmt(result.get('baseline_score'))} -> "
+        f"{head}  |  {metric}: {_fmt(result.get('baseline_score'))} -> "
         f"{_fmt(result.get('final_score'))}  |  {result['counts']['proposed']} proposed, "
         f"{result['counts']['executed']} executed, {result['counts']['failed']} failed"
     )
     table = Table(title=title, show_lines=False)
-    for column in ("#", "feature", "lift", "95% CI", "p", "description"):
+    for column in ("#", "feature", "lift", "95% CI", "p (one-sided)", "description"):
         table.add_column(column, overflow="fold")
     for i, f in enumerate(features, start=1):
         ci = f.get("ci") or [None, None]
