@@ -101,16 +101,19 @@ def calibrate_claims(names: list[str], seeds: list[int], splits: int, log) -> li
                 continue
             t0 = time.perf_counter()
             base_scores, with_scores = [], {f["name"]: [] for f in selected}
+            # the feature columns travel with their rows through the split (which shuffles)
+            extra = {f"__afep_{i}": values[f["name"]].to_numpy(dtype=float) for i, f in enumerate(selected)}
+            x_all = x_full.assign(**extra)
             for r in range(splits):
                 split_seed = 10_000 + 100 * seed + r
-                s = protocol.split(x_full, y_full, ds.task, split_seed)
-                raw = protocol.evaluate(s.x_train, s.y_train, s.x_test, s.y_test, ds.task, split_seed).value
+                s = protocol.split(x_all, y_full, ds.task, split_seed)
+                raw_tr, raw_te = s.x_train.drop(columns=list(extra)), s.x_test.drop(columns=list(extra))
+                raw = protocol.evaluate(raw_tr, s.y_train, raw_te, s.y_test, ds.task, split_seed).value
                 base_scores.append(raw)
-                test_rows = _test_rows(x_full, y_full, ds.task, split_seed)
-                for f in selected:
-                    col = values[f["name"]].to_numpy(dtype=float)
-                    x_tr = s.x_train.assign(__afep_feature=col[~test_rows])
-                    x_te = s.x_test.assign(__afep_feature=col[test_rows])
+                for i, f in enumerate(selected):
+                    col = f"__afep_{i}"
+                    x_tr = raw_tr.assign(**{col: s.x_train[col].to_numpy()})
+                    x_te = raw_te.assign(**{col: s.x_test[col].to_numpy()})
                     score = protocol.evaluate(x_tr, s.y_train, x_te, s.y_test, ds.task, split_seed).value
                     with_scores[f["name"]].append(score)
             for f in selected:
@@ -151,18 +154,6 @@ def calibrate_claims(names: list[str], seeds: list[int], splits: int, log) -> li
                 f"{name} seed {seed}: {len(selected)} feature(s) over {splits} splits in {time.perf_counter() - t0:.0f} s"
             )
     return rows
-
-
-def _test_rows(x: pd.DataFrame, y: pd.Series, task: str, seed: int) -> np.ndarray:
-    """Boolean mask of the rows `protocol.split` puts in the test part (same call, index kept)."""
-    from sklearn.model_selection import train_test_split
-
-    _, te = train_test_split(
-        np.arange(len(x)), test_size=0.2, random_state=seed, stratify=y if task == "classification" else None
-    )
-    mask = np.zeros(len(x), dtype=bool)
-    mask[te] = True
-    return mask
 
 
 def pooled(rows: list[dict]) -> dict:
