@@ -35,7 +35,7 @@ LightGBM fits run on worker processes (``pool``, ``AFEP_ENGINE_WORKERS``).
     Raw-feature score (mean over confirm splits).
 
 ``fit_baseline(base, plan, *, task, seed, fit_cache, learning_rate) -> int``
-    Fit the raw features on every split into ``fit_cache`` (the dict later passed to
+    Fit the raw features on every screen and confirm split into ``fit_cache`` (the dict later passed to
     ``evaluate_round``), ahead of the round that needs them.
 
 ``calibrate_step(base, plan, *, task, seed, fit_cache) -> Step``

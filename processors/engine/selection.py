@@ -15,7 +15,7 @@ from processors.engine.statistics import PairedTest, corrected_paired_test
 from processors.engine.trials import FeatureSet, Trials
 
 REDUNDANT_CORR = 0.98
-# Next to features already selected a candidate must still add a positive lift; the
+# Next to the finalists before it a candidate must still add a positive lift; the
 # evidence bar is lower than for its own significance test (p <= 0.05 alone), since
 # gains of correlated features overlap and ten splits cannot resolve small increments.
 CONDITIONAL_P = 0.25
