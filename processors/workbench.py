@@ -40,6 +40,8 @@ class Workbench:
     # and its source policy (gateway/runtime_wiring.py), which this carries for the agents
     resolve_source: Callable[[str, str], str] = lambda source, tenant: source
     source_policy: SourcePolicy = field(default_factory=SourcePolicy.local)
+    # the LLM and web-search providers (`processors.llm.LLMServices`) when keys are set; None: offline agents
+    llm: Any = None
     _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     _sandbox: Any = None
     _kb: Any = None
