@@ -10,6 +10,7 @@ and inherits the other's sources.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -49,9 +50,11 @@ PROPOSE_TOOL = tool_schema("propose_features", "The candidate features, best fir
 def definition(spec: FeatureSpec) -> str:
     """How a spec reads to a model: a formula over backticked column names, or the op with its columns."""
     if spec.op == "formula":
-        expr = str(spec.param("expr", ""))
-        for i in reversed(range(len(spec.columns))):
-            expr = expr.replace(f"x{i}", f"`{spec.columns[i]}`")
+        expr = re.sub(
+            r"\bx(\d+)\b",
+            lambda m: f"`{spec.columns[int(m.group(1))]}`" if int(m.group(1)) < len(spec.columns) else m.group(0),
+            str(spec.param("expr", "")),
+        )
         return f"formula: {expr}"
     params = {k: v for k, v in spec.params if k != "label"}
     cols = ", ".join(f"`{c}`" for c in spec.columns)

@@ -302,7 +302,8 @@ def _repair(request: LLMRequest, reply: LLMReply, tool: str, problem: str) -> LL
 
 
 def tool_request(
-    name: str,
+    prompt_name: str,
+    /,
     *,
     tools: tuple[dict[str, Any], ...],
     force: str | None = None,
@@ -310,8 +311,8 @@ def tool_request(
     user: str = "Go ahead.",
     **values: Any,
 ) -> LLMRequest:
-    """A request from the prompt file `name` rendered with `values` as the system prompt."""
-    p = prompt(name)
+    """A request from the prompt file `prompt_name` rendered with `values` as the system prompt."""
+    p = prompt(prompt_name)
     return LLMRequest(
         task=p.task,  # type: ignore[arg-type]
         prompt=p.name,
