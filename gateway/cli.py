@@ -22,7 +22,7 @@ from rich.console import Console
 from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.errors import DomainError
-from domain.job import DEFAULT_MAX_ROUNDS, RequestJob, RetryJob
+from domain.job import DEFAULT_MAX_ROUNDS, MAX_LLM_TOKENS, MAX_LLM_USD, RequestJob, RetryJob
 from domain.validation import MAX_BUDGET_SECONDS
 from gateway import distributed
 from gateway.settings import Settings
@@ -84,6 +84,16 @@ def run(
         str | None,
         typer.Option(help="the table's key column, which approved features are served by (default: its id column)"),
     ] = None,
+    llm_budget: Annotated[
+        int | None,
+        typer.Option(
+            help="LLM tokens (in + out) this job may spend when AFEP_ANTHROPIC_API_KEY is set; then the offline "
+            "agents take over (default AFEP_LLM_BUDGET_TOKENS)"
+        ),
+    ] = None,
+    llm_budget_usd: Annotated[
+        float | None, typer.Option(help="LLM dollars this job may spend (default: AFEP_LLM_BUDGET_USD, no cap)")
+    ] = None,
     apply_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,6 +117,10 @@ def run(
         raise UsageError(f"--budget must be a number of seconds in (0, {MAX_BUDGET_SECONDS:g}], not {budget}")
     if not 0 <= seed <= 2**31 - 1:
         raise UsageError(f"--seed must be between 0 and {2**31 - 1}, not {seed}")
+    if llm_budget is not None and not 0 <= llm_budget <= MAX_LLM_TOKENS:
+        raise UsageError(f"--llm-budget must be a number of tokens in [0, {MAX_LLM_TOKENS}], not {llm_budget}")
+    if llm_budget_usd is not None and not 0 <= llm_budget_usd <= MAX_LLM_USD:
+        raise UsageError(f"--llm-budget-usd must be dollars in [0, {MAX_LLM_USD:g}], not {llm_budget_usd}")
     check_source(data, table)
     applied = _apply_targets(apply_to or [], out)
     shared_pool().start()  # the fit workers import LightGBM while the job starts
@@ -117,7 +131,19 @@ def run(
     job_id = str(uuid.uuid4())
     started = time.monotonic()
     command = RequestJob(
-        job_id, "default", source, table, target, task, budget, seed, max_rounds, max_candidates, entity
+        job_id,
+        "default",
+        source,
+        table,
+        target,
+        task,
+        budget,
+        seed,
+        max_rounds,
+        max_candidates,
+        entity,
+        llm_budget_tokens=llm_budget,
+        llm_budget_usd=llm_budget_usd,
     )
     execute(store, [(command, Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job_id))])
     console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")

@@ -48,10 +48,33 @@ def connection_resolver(settings: Settings, policy: SourcePolicy) -> Callable[[s
     return resolve
 
 
+def build_llm(settings: Settings) -> Any:
+    """`LLMServices` (Claude, and Tavily when its key is set) when AFEP_ANTHROPIC_API_KEY is set; else None."""
+    if not settings.anthropic_api_key:
+        return None
+    from processors.llm import Limits, LLMServices, Models
+    from processors.llm.claude import AnthropicLLM
+    from processors.llm.web import TavilySearch
+
+    coders = tuple(m.strip() for m in settings.llm_coders.split(",") if m.strip())
+    return LLMServices(
+        llm=AnthropicLLM(settings.anthropic_api_key),
+        models=Models(settings.llm_model_large, settings.llm_model_small, coders),
+        limits=Limits(
+            budget_tokens=settings.llm_budget_tokens,
+            budget_usd=settings.llm_budget_usd,
+            competing_features=settings.llm_competing_features,
+        ),
+        search=TavilySearch(settings.tavily_api_key) if settings.tavily_api_key else None,
+        data_dir=settings.data_dir,
+    )
+
+
 def build_workbench(settings: Settings, policy: SourcePolicy | None = None) -> Workbench:
     """The agents' workbench; `policy` defaults to the API's (`settings.source_policy`)."""
     policy = policy or settings.source_policy
     return Workbench(
+        llm=build_llm(settings),
         resolve_source=connection_resolver(settings, policy),
         source_policy=policy,
         datasets_dir=settings.datasets_dir,

@@ -11,6 +11,7 @@ from commands.store import EventStore
 from commands.unit_of_work import load_feature, load_job
 from domain.feature import Feature
 from domain.job import Job, job_stream
+from processors.llm.usage import job_usage
 
 REFERENCE_FILE = "reference.parquet"
 
@@ -75,6 +76,10 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
     stream = store.read_stream(job_stream(job_id))
     completed = next((e for e in reversed(stream) if e.event_type == "JobCompleted"), None)
     n = counts(features)
+    usage = job_usage(store, job_id)
+    for record in records:
+        if record["feature_id"] in usage.by_feature:
+            record["llm_usage"] = usage.by_feature[record["feature_id"]].to_dict()
     wall = wall_seconds
     if wall is None and stream:
         wall = (stream[-1].occurred_at - stream[0].occurred_at).total_seconds()
@@ -90,6 +95,7 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
         "counts": {"proposed": n.proposed, "executed": n.executed, "failed": n.failed, "selected": n.selected},
         "wall_seconds": wall,
         "failure": job.failure,
+        "llm_usage": usage.to_dict(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "features.json").write_text(json.dumps(records, indent=2, default=str) + "\n")

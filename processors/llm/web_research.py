@@ -222,6 +222,4 @@ def web_features(findings: dict[str, Any]) -> list[WebFeature]:
 def source_records(findings: dict[str, Any]) -> list[dict[str, Any]]:
     """(url, title, retrieved_at, excerpt) of every page the web research read."""
     web = findings.get("web") or {}
-    return [
-        {k: p.get(k) for k in ("url", "title", "retrieved_at", "excerpt")} for p in web.get("sources", [])
-    ]
+    return [{k: p.get(k) for k in ("url", "title", "retrieved_at", "excerpt")} for p in web.get("sources", [])]
