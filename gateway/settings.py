@@ -44,10 +44,10 @@ class Settings(BaseSettings):
         default=None, description="set: the agents think with Claude (unset: the offline agents, the default)"
     )
     tavily_api_key: str | None = Field(default=None, description="set (with the Anthropic key): web research")
-    llm_model_large: str = Field(default="claude-sonnet-4-5", description="reasoning and code review")
-    llm_model_small: str = Field(default="claude-haiku-4-5", description="classification (search planning)")
+    llm_model_large: str = Field(default="claude-sonnet-5-5", description="reasoning and code review")
+    llm_model_small: str = Field(default="claude-haiku-5-5", description="classification (search planning)")
     llm_coders: str = Field(
-        default="claude-sonnet-4-5,claude-haiku-4-5", description="comma-separated models competing on code"
+        default="claude-sonnet-5-5,claude-haiku-5-5", description="comma-separated models competing on code"
     )
     llm_budget_tokens: int = Field(default=400_000, ge=0, description="a job's LLM tokens unless it sets its own")
     llm_budget_usd: float | None = Field(default=None, ge=0, description="a job's LLM dollars unless it sets its own")

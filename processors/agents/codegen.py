@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ from domain.job import CompleteStage, Job, StageCompleted
 from domain.spec import FeatureSpec
 from processors.agents.dataset import snapshot_path
 from processors.codegen import GeneratedCode, generate_code
+from processors.llm.port import BudgetExhausted
 from processors.workbench import Workbench
 
 NAME = "codegen"
@@ -89,7 +91,11 @@ class _Competition:
     def __call__(self, feature: Feature, offline: GeneratedCode) -> GeneratedCode:
         from processors.llm.steps import competing_code
 
-        if feature.feature_id not in self.chosen or self.frame is None or self.session.exhausted():
+        if feature.feature_id not in self.chosen or self.frame is None:
+            return offline
+        if self.session.exhausted():
+            with contextlib.suppress(BudgetExhausted):
+                self.session.check_budget()  # the feed says so, once
             return offline
         spec = FeatureSpec.from_dict(json.loads(feature.proposal.spec_json))
         outcome = competing_code(self.services, self.session, feature, spec, offline, self.frame, self._run)

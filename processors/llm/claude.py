@@ -15,10 +15,16 @@ from typing import Any
 
 from processors.llm.port import LLMReply, LLMRequest, Retryable, Unusable
 
-# US dollars per million tokens (input, output); the longest matching prefix wins.
+# US dollars per million tokens (input, output); the longest matching prefix wins. Models newer than
+# this table are priced by family (opus, sonnet, haiku) at the latest list price known here.
 PRICES: dict[str, tuple[float, float]] = {
+    "claude-opus": (5.0, 25.0),
+    "claude-sonnet": (3.0, 15.0),
+    "claude-haiku": (1.0, 5.0),
     "claude-opus-4-5": (5.0, 25.0),
-    "claude-opus-4": (15.0, 75.0),
+    "claude-opus-4-1": (15.0, 75.0),
+    "claude-opus-4-0": (15.0, 75.0),
+    "claude-opus-4-2": (15.0, 75.0),
     "claude-sonnet-4": (3.0, 15.0),
     "claude-3-7-sonnet": (3.0, 15.0),
     "claude-3-5-sonnet": (3.0, 15.0),

@@ -160,9 +160,9 @@ class Models:
     """Which model does which task (settings: a large model for reasoning and code review, a small one
     for classification, and the models that compete on code)."""
 
-    large: str = "claude-sonnet-4-5"
-    small: str = "claude-haiku-4-5"
-    coders: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5")
+    large: str = "claude-sonnet-5-5"
+    small: str = "claude-haiku-5-5"
+    coders: tuple[str, ...] = ("claude-sonnet-5-5", "claude-haiku-5-5")
 
     def for_task(self, task: Task) -> str:
         return self.small if task == "classification" else self.large
