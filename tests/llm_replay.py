@@ -85,8 +85,7 @@ class TavilyReplay(BaseAdapter):
     def __init__(self) -> None:
         super().__init__()
         self.searches = {
-            " ".join(body["query"].lower().split()): body
-            for body in (recorded(f"tavily/search_{i}") for i in (1, 2))
+            " ".join(body["query"].lower().split()): body for body in (recorded(f"tavily/search_{i}") for i in (1, 2))
         }
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
