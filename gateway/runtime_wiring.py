@@ -75,6 +75,7 @@ def build_workbench(settings: Settings, policy: SourcePolicy | None = None) -> W
     policy = policy or settings.source_policy
     return Workbench(
         llm=build_llm(settings),
+        knowledge_dir=settings.data_dir / "knowledge",
         resolve_source=connection_resolver(settings, policy),
         source_policy=policy,
         datasets_dir=settings.datasets_dir,

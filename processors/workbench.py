@@ -42,6 +42,7 @@ class Workbench:
     source_policy: SourcePolicy = field(default_factory=SourcePolicy.local)
     # the LLM and web-search providers (`processors.llm.LLMServices`) when keys are set; None: offline agents
     llm: Any = None
+    knowledge_dir: Path | None = None  # what accepted research taught (`processors/llm/learning.py`)
     _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     _sandbox: Any = None
     _kb: Any = None
@@ -128,7 +129,16 @@ class Workbench:
             from processors.knowledge import load_knowledge_base
 
             self._kb = load_knowledge_base()
+            if self.knowledge_dir is not None and self.knowledge_dir.is_dir():
+                from processors.knowledge import KnowledgeBase
+                from processors.llm.learning import learned_domains
+
+                self._kb = KnowledgeBase(self._kb.domains + learned_domains(self.knowledge_dir))
         return self._kb
+
+    def forget_knowledge(self) -> None:
+        """The knowledge base changed on disk: load it again when next asked."""
+        self._kb = None
 
     def artifact_path(self, job_id: str, feature_id: str) -> Path:
         return self.artifacts_dir / job_id / f"{feature_id}.npy"

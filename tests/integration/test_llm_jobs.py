@@ -225,3 +225,40 @@ def test_provider_failing_429_then_529_then_malformed_output_falls_back_and_comp
     assert proposers <= {"knowledge_base", "operator_search", "feedback"}
     assert all(f.code is not None and "written" not in f.code.code for f in job_features(run.store, job))
     assert job.selected_ids is not None
+
+
+def test_accepted_research_extends_the_knowledge_base_for_later_offline_jobs(medical: Run, tmp_path: Path) -> None:
+    from processors.llm.learning import learn
+    from processors.profiling import TableProfile
+    from processors.research import research
+    from processors.workbench import Workbench
+
+    job = load_job(medical.store, medical.job_id)
+    assert job is not None and job.research is not None and job.schema is not None
+    features = job_features(medical.store, job)
+    # what the job itself accepted was learned by the knowledge agent, said on the feed
+    accepted = [
+        f
+        for f in features
+        if f.feature_id in job.selected_ids
+        and f.proposal.proposer in ("llm", "web_research")
+        and f.proposal.domain_sources
+    ]
+    learned = [t for t in medical.traces("knowledge") if t.kind == "decision"]
+    assert bool(learned) == bool(accepted)
+    if accepted:
+        assert (medical.settings.data_dir / "knowledge" / "learned.json").exists()
+
+    chosen = [f for f in features if f.proposal.name in ("ldl_hdl_ratio", "metabolic_load")]
+    findings = json.loads(job.research.findings_json)
+    directory = tmp_path / "knowledge"
+    assert learn(directory, chosen, findings) == ["ldl_hdl_ratio", "metabolic_load"]
+    assert learn(directory, chosen, findings) == [], "learning twice adds nothing"
+    offline = Workbench(datasets_dir=tmp_path, artifacts_dir=tmp_path, knowledge_dir=directory)
+    profile = TableProfile.from_dict(json.loads(job.schema.profile_json))
+    found = research(profile, offline.knowledge_base())  # the offline research, no model, no web
+    known = {k.name: k for k in found.features}
+    assert known["ldl_hdl_ratio"].source == CIRCULATION and known["metabolic_load"].source == DIABETES_CARE
+    assert known["ldl_hdl_ratio"].spec.columns == ("s2", "s3")
+    s3 = found.finding("s3")
+    assert s3 is not None and s3.meaning == "HDL cholesterol" and s3.unit == "mg/dL"
