@@ -100,12 +100,14 @@ class _Competition:
         spec = FeatureSpec.from_dict(json.loads(feature.proposal.spec_json))
         outcome = competing_code(self.services, self.session, feature, spec, offline, self.frame, self._run)
         self.bench.emit(self.session.drain())  # each competition shows on the feed as it ends
-        if outcome is None or outcome.winner.code is None or outcome.winner.label == "offline":
+        if outcome is None or outcome.winner.label == "offline":
             return offline
-        winner = outcome.winner
+        winner, code = outcome.winner, outcome.winner.code
+        if code is None:
+            return offline
         agrees = "offline" in winner.agrees_with
         return GeneratedCode(
-            winner.code,
+            code,
             "polars",
             winner.code_hash or "",
             offline.sql if agrees else None,
