@@ -24,6 +24,7 @@ from domain.envelope import Context
 from domain.job import RequestJob
 from gateway.runtime_wiring import build_runtime, build_store
 from gateway.settings import Settings
+from processors.codegen import is_generated
 from processors.export import export_job, job_features
 from processors.llm import Limits, LLMServices, Models
 from processors.llm.claude import AnthropicLLM
@@ -205,6 +206,8 @@ def test_competing_codegen_records_the_winner_and_the_losers_reason(medical: Run
     feature = next(f for f in job_features(medical.store, job) if f.proposal.name == "ldl_hdl_ratio")
     assert feature.code is not None and feature.execution is not None and feature.execution.ok
     assert feature.code.code_hash == entries[competition["winner"]]["code_hash"]
+    # model-written code is never AFEP's trusted code: it runs in a confined process of its own
+    assert is_generated(feature.proposal.spec_json, feature.code.code) == (competition["winner"] == "offline")
 
 
 def test_provider_failing_429_then_529_then_malformed_output_falls_back_and_completes(tmp_path: Path) -> None:

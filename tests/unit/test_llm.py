@@ -313,3 +313,22 @@ def test_cli_refuses_a_bad_llm_budget(tmp_path: Path, monkeypatch: pytest.Monkey
             main()
         assert done.value.code == 2
         assert f"afep: {option} must be" in capsys.readouterr().err
+
+
+def test_timeouts_are_retried_then_handed_over(at: Any) -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        calls.append(1)
+        raise httpx2.ReadTimeout("timed out", request=request)
+
+    svc = LLMServices(
+        llm=AnthropicLLM("test-key", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))),
+        limits=Limits(max_attempts=2),
+        sleep=lambda seconds: None,
+    )
+    store = InMemoryEventStore()
+    session = svc.session(store, job(store, at), "schema")
+    with pytest.raises(LLMUnavailable, match="timeout"):
+        session.ask(plan_request())
+    assert len(calls) == 2 and "timeout: no answer within" in session.traces[0].message
