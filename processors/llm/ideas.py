@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from domain.spec import FeatureSpec
+from domain.validation import printable
 from processors.codegen import UnsupportedSpec
 from processors.ideation import Proposal, Proposer
 from processors.llm.expressions import GRAMMAR_OPS, canonical, formula_spec, grammar_spec
@@ -124,8 +125,8 @@ def llm_proposals(
         out.append(
             Proposal(
                 name=sanitize(idea.name)[:80] or "llm_feature",
-                description=idea.description,
-                rationale=idea.rationale,
+                description=printable(idea.description, 500),
+                rationale=printable(idea.rationale, 1000),
                 spec=spec,
                 source_columns=tuple(dict.fromkeys(spec.columns)),
                 expected_value=round(idea.expected_value, 4),
@@ -144,8 +145,8 @@ def web_proposals(web_ideas: Iterable[WebFeature]) -> list[Proposal]:
         out.append(
             Proposal(
                 name=sanitize(w.name)[:80] or "web_feature",
-                description=f"{w.name.replace('_', ' ')}: {definition(spec)}",
-                rationale=w.rationale,
+                description=printable(f"{w.name.replace('_', ' ')}: {definition(spec)}", 500),
+                rationale=printable(w.rationale, 1000),
                 spec=spec,
                 source_columns=tuple(dict.fromkeys(spec.columns)),
                 expected_value=0.7,

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from commands.store import EventStore
 from commands.unit_of_work import Trace
 from domain.job import Job
+from domain.validation import printable
 from processors.llm.cache import ResponseCache, SearchCache
 from processors.llm.claude import cost_usd
 from processors.llm.port import (
@@ -108,7 +109,7 @@ class LLMSession:
 
     def trace(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self.traces.append(Trace(self.job_id, self.agent, kind, message[:MAX_MESSAGE], data))
+            self.traces.append(Trace(self.job_id, self.agent, kind, printable(message, MAX_MESSAGE), data))
 
     def drain(self) -> list[Trace]:
         with self._lock:
