@@ -332,3 +332,29 @@ def test_timeouts_are_retried_then_handed_over(at: Any) -> None:
     with pytest.raises(LLMUnavailable, match="timeout"):
         session.ask(plan_request())
     assert len(calls) == 2 and "timeout: no answer within" in session.traces[0].message
+
+
+def test_the_schema_agents_sql_is_read_only_and_checked(tmp_path: Path) -> None:
+    import polars as pl
+
+    from processors.llm.semantics import _run_tool
+    from processors.profiling import profile_table
+
+    frame = pl.DataFrame({"age": [30, 40, 50, 60] * 10, "bmi": [20.0, 25.0, 30.0, 35.0] * 10, "y": [0, 1] * 20})
+    snapshot = tmp_path / "snap.parquet"
+    frame.write_parquet(snapshot)
+    profile = profile_table(frame, "y", "classification")
+    text, failed = _run_tool(
+        "run_sql", {"sql": "SELECT y, AVG(bmi) AS b FROM data GROUP BY y ORDER BY y"}, profile, snapshot, frame
+    )
+    assert not failed and text.splitlines() == ["y,b", "0,25.0", "1,30.0"]
+    for sql in (
+        "DELETE FROM data",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "COPY data TO '/tmp/x.csv'",
+        "SELECT 1; SELECT 2",
+    ):
+        text, failed = _run_tool("run_sql", {"sql": sql}, profile, snapshot, frame)
+        assert failed, sql
+    assert _run_tool("column_profile", {"column": "nope"}, profile, snapshot, frame)[1]
+    assert _run_tool("sample_rows", {"n": 2}, profile, snapshot, frame)[0].splitlines()[0] == "age,bmi,y"
