@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from processors.featurestore.config import FeatureStoreConfig
 from processors.sources import SourcePolicy
 
 Emit = Callable[[Sequence[Any]], None]
@@ -43,6 +44,13 @@ class Workbench:
     # the LLM and web-search providers (`processors.llm.LLMServices`) when keys are set; None: offline agents
     llm: Any = None
     knowledge_dir: Path | None = None  # what accepted research taught (`processors/llm/learning.py`)
+    # the experiment tracker (MLflow) the tracking agent logs completed jobs to; None: no tracking.
+    # Artifacts go under tracking_artifacts unless the URI is a tracking server.
+    tracking_uri: str | None = None
+    tracking_artifacts: Path | None = None
+    # where and how the feature-store agent keeps its Feast repositories; None: the embedded
+    # defaults under the data dir (the parent of datasets_dir)
+    feature_store: FeatureStoreConfig | None = None
     _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     _sandbox: Any = None
     _kb: Any = None

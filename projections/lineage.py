@@ -1,5 +1,6 @@
 """Lineage edges: source column -> feature, feature -> domain source, feature -> agent execution,
-event and job. Edges are keyed by their content, so re-applying one is a no-op."""
+event and job, feature -> the Feast view version it is registered in (or removed from) and
+materialized to the online store with. Edges are keyed by their content, so re-applying one is a no-op."""
 
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def apply(tx: Tx, envelope: Envelope) -> None:
         for url in e.domain_sources:
             link(node, ("domain_source", url), "cites")
         link(node, ("job", e.job_id), "part_of")
+    if isinstance(e, feature.FeatureRegistered):  # the feature store's view, per version
+        relation = "registered_in" if e.status == "registered" else "removed_from"
+        link(node, ("feature_view", f"{e.feature_view} v{e.version}"), relation)
+    if isinstance(e, feature.FeatureMaterialized) and e.status == "complete":
+        link(node, ("online_store", f"{e.feature_view} v{e.version}"), "materialized_to")
     link(node, ("event", envelope.event_id), envelope.event_type)
     if envelope.causation_id is not None:
         link(node, ("agent_execution", execution_id(e.job_id, envelope.actor, envelope.causation_id)), "produced_by")
