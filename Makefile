@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.floor        # one-candidate jobs vs 1/4 of OpenFE -> bench/results/floor.json
 	$(BIN)/python -m bench.api          # SSE delivery latency, API requests/s -> docs/benchmarks-api.md
 	$(BIN)/python -m bench.kafka        # relay events/s, job time embedded vs Kafka runtime -> docs/benchmarks-kafka.md
+	$(BIN)/python -m bench.startup $(if $(STARTUP_BASELINE),--baseline $(STARTUP_BASELINE))   # afep --help and API start-up (vs a checkout) -> docs/benchmarks-startup.md
 	$(BIN)/python -m bench.run --render-only   # docs/benchmarks.md again, with the side results above
 
 clean:

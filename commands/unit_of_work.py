@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from commands.store import ConcurrencyConflict, EventStore, Tracking
-from domain import activity, feature, job
+from domain import activity, feature, job, webhook
 from domain.envelope import Context, Envelope
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a52-8f7e-4d55-9a67-4c3b1d0e2a11")
@@ -31,9 +31,17 @@ class Route:
 
 JOB_ROUTE = Route(lambda c: job.job_stream(c.job_id), job.decide, job.evolve)
 FEATURE_ROUTE = Route(lambda c: feature.feature_stream(c.feature_id), feature.decide, feature.evolve)
+SUBSCRIPTION_ROUTE = Route(
+    lambda c: webhook.subscription_stream(c.subscription_id), webhook.decide_subscription, webhook.evolve_subscription
+)
+DELIVERY_ROUTE = Route(
+    lambda c: webhook.delivery_stream(c.delivery_id), webhook.decide_delivery, webhook.evolve_delivery
+)
 ROUTES: dict[type, Route] = {
     **{cmd: JOB_ROUTE for cmd in job.JobCommand.__args__},  # type: ignore[attr-defined]
     **{cmd: FEATURE_ROUTE for cmd in feature.FeatureCommand.__args__},  # type: ignore[attr-defined]
+    **{cmd: SUBSCRIPTION_ROUTE for cmd in webhook.SubscriptionCommand.__args__},  # type: ignore[attr-defined]
+    **{cmd: DELIVERY_ROUTE for cmd in webhook.DeliveryCommand.__args__},  # type: ignore[attr-defined]
 }
 
 

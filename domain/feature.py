@@ -439,7 +439,12 @@ def _materialization(state: Feature, command: RecordMaterialization) -> tuple[Fe
     if command.status not in MATERIALIZATION_STATUSES:
         raise InvalidTransition(f"materialization status must be one of {', '.join(MATERIALIZATION_STATUSES)}")
     registered = state.registration
-    if registered is None or registered.version != command.version:
+    # A feature that could not be registered at all (its job names no key column, say) records
+    # why at v0, so the failure is on the feature itself; a later registration starts at v1.
+    unregistrable = registered is None and command.status == "failed" and command.version == 0
+    if unregistrable and state.status != "approved":
+        raise InvalidTransition(f"feature {state.feature_id} is {state.status}; only approved features are registered")
+    if not unregistrable and (registered is None or registered.version != command.version):
         raise InvalidTransition(f"feature {state.feature_id} is not registered at v{command.version}")
     last = state.materialization
     if last is not None and last.version == command.version:

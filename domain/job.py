@@ -17,6 +17,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 TASKS = ("auto", "classification", "regression")
 MAX_ROUNDS = 100
 MAX_CANDIDATES = 10_000
+MAX_LLM_TOKENS = 100_000_000  # per job
+MAX_LLM_USD = 10_000.0
 STAGES: tuple[str, ...] = ("ideation", "codegen", "execution", "evaluation")
 
 
@@ -47,6 +49,8 @@ class RequestJob:
     max_rounds: int
     max_candidates: int
     entity: str | None = None  # the key column features are served by; None: the profile's id column
+    llm_budget_tokens: int | None = None  # LLM tokens (in + out) the job may spend; None: the deployment's default
+    llm_budget_usd: float | None = None  # LLM cost the job may spend, in US dollars; None: no cost cap
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,8 @@ class JobRequested:
     max_rounds: int
     max_candidates: int
     entity: str | None = None
+    llm_budget_tokens: int | None = None
+    llm_budget_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -447,6 +453,10 @@ def check_request(command: RequestJob) -> None:
     validation.check_number("seed", command.seed, 0, validation.MAX_SEED)
     validation.check_number("max_rounds", command.max_rounds, 1, MAX_ROUNDS)
     validation.check_number("max_candidates", command.max_candidates, 1, MAX_CANDIDATES)
+    if command.llm_budget_tokens is not None:
+        validation.check_number("llm_budget_tokens", command.llm_budget_tokens, 0, MAX_LLM_TOKENS)
+    if command.llm_budget_usd is not None:
+        validation.check_number("llm_budget_usd", command.llm_budget_usd, 0, MAX_LLM_USD)
 
 
 def _requested(command: RequestJob) -> JobRequested:

@@ -18,7 +18,7 @@ from commands.store import EventStore
 from gateway import problems
 from gateway.auth import Unauthenticated, authenticate
 from gateway.bootstrap import bootstrap
-from gateway.routes import audit, connections, explorer, features, jobs, keys, streams, tenants, uploads
+from gateway.routes import audit, connections, explorer, features, jobs, keys, streams, tenants, uploads, webhooks
 from gateway.settings import Settings
 from gateway.validation import BodyLimit, CleanTarget
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, store: EventStore | None = None, runtime: 
     # added last, so it runs first: a NUL or control character in the path or query never reaches a route
     app.add_middleware(CleanTarget)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (jobs, features, tenants, keys, connections, explorer, audit, streams, uploads):
+    for module in (jobs, features, tenants, keys, connections, explorer, audit, streams, uploads, webhooks):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

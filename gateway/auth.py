@@ -34,10 +34,12 @@ class Permission(StrEnum):
     MANAGE_CONNECTIONS = "manage_connections"
     VIEW_AUDIT = "view_audit"
     MANAGE_TENANTS = "manage_tenants"
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
 _ALL = frozenset(Role)
-# Exactly the seed's §6.1 matrix, plus MANAGE_TENANTS (Admin only), which the seed does not list.
+# Exactly the seed's §6.1 matrix, plus MANAGE_TENANTS and MANAGE_WEBHOOKS (Admin only), which it does not list:
+# a webhook sends the project's events to a URL outside AFEP, as far as exporting them goes.
 MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.CREATE_JOB: frozenset({Role.ADMIN, Role.DATA_SCIENTIST, Role.API_CLIENT}),
     Permission.VIEW_JOB: _ALL,
@@ -47,6 +49,7 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.MANAGE_CONNECTIONS: frozenset({Role.ADMIN, Role.DATA_SCIENTIST}),
     Permission.VIEW_AUDIT: frozenset({Role.ADMIN}),
     Permission.MANAGE_TENANTS: frozenset({Role.ADMIN}),
+    Permission.MANAGE_WEBHOOKS: frozenset({Role.ADMIN}),
 }
 
 

@@ -22,9 +22,10 @@ from rich.console import Console
 from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.errors import DomainError
-from domain.job import DEFAULT_MAX_ROUNDS, RequestJob, RetryJob
+from domain.job import DEFAULT_MAX_ROUNDS, MAX_LLM_TOKENS, MAX_LLM_USD, RequestJob, RetryJob
 from domain.validation import MAX_BUDGET_SECONDS
-from gateway import distributed
+from gateway import distributed, webhooks_cli
+from gateway.features_cli import features_app
 from gateway.settings import Settings
 from processors.profiling import InputError
 
@@ -35,6 +36,7 @@ console = Console(stderr=False)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="all local state (default ./.afep or AFEP_DATA_DIR)")]
 TASKS = ("auto", "classification", "regression")
+TERMINAL_EVENTS = ("JobCompleted", "JobFailed", "JobCancelled")
 
 
 class UsageError(Exception):
@@ -84,6 +86,16 @@ def run(
         str | None,
         typer.Option(help="the table's key column, which approved features are served by (default: its id column)"),
     ] = None,
+    llm_budget: Annotated[
+        int | None,
+        typer.Option(
+            help="LLM tokens (in + out) this job may spend when AFEP_ANTHROPIC_API_KEY is set; then the offline "
+            "agents take over (default AFEP_LLM_BUDGET_TOKENS)"
+        ),
+    ] = None,
+    llm_budget_usd: Annotated[
+        float | None, typer.Option(help="LLM dollars this job may spend (default: AFEP_LLM_BUDGET_USD, no cap)")
+    ] = None,
     apply_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -97,6 +109,7 @@ def run(
     """Run a whole feature-engineering job on the embedded runtime and write its results."""
     from gateway.console import LiveView
     from gateway.runtime_wiring import build_runtime, build_store
+    from processors.agents import tracking
     from processors.engine.pool import shared_pool
     from processors.export import export_job
     from processors.sources import SourcePolicy, check_source
@@ -107,6 +120,10 @@ def run(
         raise UsageError(f"--budget must be a number of seconds in (0, {MAX_BUDGET_SECONDS:g}], not {budget}")
     if not 0 <= seed <= 2**31 - 1:
         raise UsageError(f"--seed must be between 0 and {2**31 - 1}, not {seed}")
+    if llm_budget is not None and not 0 <= llm_budget <= MAX_LLM_TOKENS:
+        raise UsageError(f"--llm-budget must be a number of tokens in [0, {MAX_LLM_TOKENS}], not {llm_budget}")
+    if llm_budget_usd is not None and not 0 <= llm_budget_usd <= MAX_LLM_USD:
+        raise UsageError(f"--llm-budget-usd must be dollars in [0, {MAX_LLM_USD:g}], not {llm_budget_usd}")
     check_source(data, table)
     applied = _apply_targets(apply_to or [], out)
     shared_pool().start()  # the fit workers import LightGBM while the job starts
@@ -117,17 +134,38 @@ def run(
     job_id = str(uuid.uuid4())
     started = time.monotonic()
     command = RequestJob(
-        job_id, "default", source, table, target, task, budget, seed, max_rounds, max_candidates, entity
+        job_id,
+        "default",
+        source,
+        table,
+        target,
+        task,
+        budget,
+        seed,
+        max_rounds,
+        max_candidates,
+        entity,
+        llm_budget_tokens=llm_budget,
+        llm_budget_usd=llm_budget_usd,
     )
     execute(store, [(command, Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job_id))])
     console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")
     view = LiveView(console, job_id, verbose=not quiet)
-    runtime = build_runtime(settings, store, observers=[view], policy=SourcePolicy.local(settings.data_dir))
+    ended: list[float] = []  # when the job ended: wall_seconds is the job's, not the tracking's after it
+
+    def note_end(recorded: Any) -> None:
+        if not ended and any(e.correlation_id == job_id and e.event_type in TERMINAL_EVENTS for e in recorded):
+            ended.append(time.monotonic())
+
+    runtime = build_runtime(settings, store, observers=[view, note_end], policy=SourcePolicy.local(settings.data_dir))
     runtime.bench.warm_up()
     try:
         with view:
             runtime.run_until_idle(until=lambda: _terminal(store, job_id))
-        result = export_job(store, job_id, out, wall_seconds=time.monotonic() - started)
+            # the job's MLflow runs exist when `afep run` returns (AFEP_TRACKING=off: nothing to wait for)
+            runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job_id))
+        wall = (ended[0] if ended else time.monotonic()) - started
+        result = export_job(store, job_id, out, wall_seconds=wall)
         _finish(result, out)
         for source_path, target_path in applied:
             _apply_one(out, source_path, None, target_path, runtime.bench.sandbox())
@@ -273,6 +311,7 @@ def jobs_resume(
     """Finish an interrupted job: every agent resumes from its tracked position."""
     from gateway.console import LiveView
     from gateway.runtime_wiring import build_runtime, build_store
+    from processors.agents import tracking
     from processors.export import export_job
     from processors.sources import SourcePolicy
 
@@ -294,6 +333,7 @@ def jobs_resume(
     try:
         with view:
             runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
+            runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job.job_id))
     finally:
         runtime.stop()
     _finish(export_job(store, job.job_id, out, wall_seconds=time.monotonic() - started), out)
@@ -448,7 +488,7 @@ def serve(
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.runtime_wiring import build_runtime, build_store
+    from gateway.runtime_wiring import build_server_runtime, build_store
 
     settings = _settings(data_dir)
     _own(ctx, settings, "afep serve")
@@ -457,7 +497,7 @@ def serve(
         distributed.trace_to("afep-api", settings)
         uvicorn.run(create_app(settings, store=store), host=host, port=port)
         return
-    runtime = build_runtime(settings, store)
+    runtime = build_server_runtime(settings, store)  # the agents and the webhook dispatcher
     runtime.start()
     try:
         uvicorn.run(create_app(settings, store=store, runtime=runtime), host=host, port=port)
@@ -475,6 +515,8 @@ def schemas_write() -> None:
 
 
 distributed.register(app, jobs_app)  # relay, worker, projector, jobs trace: the Kafka runtime's processes
+webhooks_cli.register(app)  # afep webhooks add | list | deliveries | remove
+app.add_typer(features_app, name="features")  # approve, deprecate, list, serve-online (gateway/features_cli.py)
 
 
 def _all(store: Any, types: list[str] | None = None) -> list[Any]:

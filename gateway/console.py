@@ -80,17 +80,36 @@ def results_table(result: dict[str, Any], features: list[dict[str, Any]]) -> Tab
         f"{_fmt(result.get('final_score'))}  |  {result['counts']['proposed']} proposed, "
         f"{result['counts']['executed']} executed, {result['counts']['failed']} failed"
     )
+    usage = result.get("llm_usage") or {}
+    if usage.get("calls") or usage.get("cached_calls"):
+        title += (
+            f"  |  LLM: {usage['calls']} calls ({usage['cached_calls']} cached), {usage['tokens']:,} tokens, "
+            f"${usage['cost_usd']:.4f}" + (" (budget exhausted)" if usage.get("budget_exhausted") else "")
+        )
+    per_feature = any("llm_usage" in f for f in features)
     table = Table(title=title, show_lines=False)
-    for column in ("#", "feature", "lift", "95% CI", "p (one-sided)", "description"):
+    columns = (
+        "#",
+        "feature",
+        "lift",
+        "95% CI",
+        "p (one-sided)",
+        *(("LLM tokens",) if per_feature else ()),
+        "description",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for i, f in enumerate(features, start=1):
         ci = f.get("ci") or [None, None]
+        spent = f.get("llm_usage") or {}
+        tokens = f"{spent.get('tokens', 0):,} (${spent.get('cost_usd', 0.0):.4f})" if spent else "-"
         table.add_row(
             str(f.get("importance_rank") or i),
             f["name"],
             _fmt(f.get("lift"), signed=True),
             f"{_fmt(ci[0], signed=True)} .. {_fmt(ci[1], signed=True)}",
             _fmt_p(f.get("p_value")),
+            *((tokens,) if per_feature else ()),
             f.get("description", ""),
         )
     return table

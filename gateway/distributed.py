@@ -156,6 +156,10 @@ def worker(
         warm_up=bench.warm_up,
         heartbeat=heartbeat(settings, "worker"),
     )
+    if "webhooks" in wanted:  # its own threads: it follows the store, off the faust loop and the reactions
+        from gateway.runtime_wiring import build_dispatcher
+
+        build_dispatcher(settings, store).start()
     run(app, loglevel=log_level)
 
 

@@ -38,12 +38,17 @@ def apply_features(job_dir: Path, data: pl.DataFrame, sandbox: Any) -> pl.DataFr
     reference = pl.read_parquet(job_dir / REFERENCE_FILE) if (job_dir / REFERENCE_FILE).exists() else None
     out = data
     for feature in features:
-        values = _compute(feature, data, reference, sandbox)
+        values = compute_feature(feature, data, reference, sandbox)
         out = out.with_columns(pl.Series(feature["name"], values, dtype=pl.Float64))
     return out
 
 
-def _compute(feature: dict[str, Any], data: pl.DataFrame, reference: pl.DataFrame | None, sandbox: Any) -> np.ndarray:
+def compute_feature(
+    feature: dict[str, Any], data: pl.DataFrame, reference: pl.DataFrame | None, sandbox: Any
+) -> np.ndarray:
+    """One feature (a `features.json` record) on `data`; fitted ones fit on `reference` only.
+
+    The feature store materializes approved features with this same function."""
     columns = list(feature["source_columns"])
     rows = data.select(columns)
     if feature.get("fitted"):

@@ -11,6 +11,7 @@ from commands.store import EventStore
 from commands.unit_of_work import load_feature, load_job
 from domain.feature import Feature
 from domain.job import Job, job_stream
+from processors.llm.usage import job_usage
 
 REFERENCE_FILE = "reference.parquet"
 
@@ -60,7 +61,25 @@ def feature_record(feature: Feature, rank: int) -> dict[str, Any]:
         "domain_sources": list(feature.proposal.domain_sources),
         "proposer": feature.proposal.proposer,
         "round": feature.proposal.round,
+        "mlflow_run_id": feature.run.run_id if feature.run else None,
     }
+
+
+def selected_records(job: Job, features: list[Feature]) -> list[dict[str, Any]]:
+    """features.json: the job's selected features (of `features`, the job's), most important first."""
+    by_id = {f.feature_id: f for f in features}
+    selected = [by_id[fid] for fid in job.selected_ids if fid in by_id]
+    records = [feature_record(f, rank) for rank, f in enumerate(selected, start=1)]
+    records.sort(key=lambda r: (r["importance_rank"] is None, r["importance_rank"]))
+    return records
+
+
+def experiment_record(job: Job) -> dict[str, Any] | None:
+    """Where the job is tracked (MLflow experiment and parent run), once the tracking agent has logged it."""
+    if job.experiment is None:
+        return None
+    tracked = job.experiment
+    return {"experiment_id": tracked.experiment_id, "run_id": tracked.run_id, "feature_runs": tracked.feature_runs}
 
 
 def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: float | None = None) -> dict[str, Any]:
@@ -68,13 +87,14 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
     if job is None:
         raise KeyError(job_id)
     features = job_features(store, job)
-    by_id = {f.feature_id: f for f in features}
-    selected = [by_id[fid] for fid in job.selected_ids if fid in by_id]
-    records = [feature_record(f, rank) for rank, f in enumerate(selected, start=1)]
-    records.sort(key=lambda r: (r["importance_rank"] is None, r["importance_rank"]))
+    records = selected_records(job, features)
     stream = store.read_stream(job_stream(job_id))
     completed = next((e for e in reversed(stream) if e.event_type == "JobCompleted"), None)
     n = counts(features)
+    usage = job_usage(store, job_id)
+    for record in records:
+        if record["feature_id"] in usage.by_feature:
+            record["llm_usage"] = usage.by_feature[record["feature_id"]].to_dict()
     wall = wall_seconds
     if wall is None and stream:
         wall = (stream[-1].occurred_at - stream[0].occurred_at).total_seconds()
@@ -90,6 +110,8 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
         "counts": {"proposed": n.proposed, "executed": n.executed, "failed": n.failed, "selected": n.selected},
         "wall_seconds": wall,
         "failure": job.failure,
+        "llm_usage": usage.to_dict(),
+        "experiment": experiment_record(job),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "features.json").write_text(json.dumps(records, indent=2, default=str) + "\n")

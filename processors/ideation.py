@@ -31,7 +31,7 @@ from processors.operators import (
 from processors.profiling import TableProfile
 from processors.research import Research
 
-Proposer = Literal["knowledge_base", "operator_search", "feedback"]
+Proposer = Literal["knowledge_base", "operator_search", "feedback", "llm", "web_research"]
 REUSE_DECAY = 0.85
 SIGNIFICANT = 0.05
 

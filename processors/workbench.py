@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from processors.featurestore.config import FeatureStoreConfig
 from processors.sources import SourcePolicy
 
 Emit = Callable[[Sequence[Any]], None]
@@ -40,6 +41,16 @@ class Workbench:
     # and its source policy (gateway/runtime_wiring.py), which this carries for the agents
     resolve_source: Callable[[str, str], str] = lambda source, tenant: source
     source_policy: SourcePolicy = field(default_factory=SourcePolicy.local)
+    # the LLM and web-search providers (`processors.llm.LLMServices`) when keys are set; None: offline agents
+    llm: Any = None
+    knowledge_dir: Path | None = None  # what accepted research taught (`processors/llm/learning.py`)
+    # the experiment tracker (MLflow) the tracking agent logs completed jobs to; None: no tracking.
+    # Artifacts go under tracking_artifacts unless the URI is a tracking server.
+    tracking_uri: str | None = None
+    tracking_artifacts: Path | None = None
+    # where and how the feature-store agent keeps its Feast repositories; None: the embedded
+    # defaults under the data dir (the parent of datasets_dir)
+    feature_store: FeatureStoreConfig | None = None
     _frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     _sandbox: Any = None
     _kb: Any = None
@@ -126,7 +137,16 @@ class Workbench:
             from processors.knowledge import load_knowledge_base
 
             self._kb = load_knowledge_base()
+            if self.knowledge_dir is not None and self.knowledge_dir.is_dir():
+                from processors.knowledge import KnowledgeBase
+                from processors.llm.learning import learned_domains
+
+                self._kb = KnowledgeBase(self._kb.domains + learned_domains(self.knowledge_dir))
         return self._kb
+
+    def forget_knowledge(self) -> None:
+        """The knowledge base changed on disk: load it again when next asked."""
+        self._kb = None
 
     def artifact_path(self, job_id: str, feature_id: str) -> Path:
         return self.artifacts_dir / job_id / f"{feature_id}.npy"

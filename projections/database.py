@@ -145,6 +145,18 @@ class Database:
             self._pool.close()
 
 
+def add_columns(tx: Tx, table: str, columns: Sequence[tuple[str, str]]) -> None:
+    """Add the (name, SQL type) columns that `table` lacks: read models made by an older release get them."""
+    if tx.dialect == "postgres":
+        for name, kind in columns:
+            tx.execute(f"ALTER TABLE {{{table}}} ADD COLUMN IF NOT EXISTS {name} {kind}")
+        return
+    present = {row["name"] for row in tx.all(f"PRAGMA table_info({{{table}}})")}
+    for name, kind in columns:
+        if name not in present:
+            tx.execute(f"ALTER TABLE {{{table}}} ADD COLUMN {name} {kind}")
+
+
 def lock_row(tx: Tx) -> str:
     """`FOR UPDATE` where the engine has row locks (SQLite's BEGIN IMMEDIATE already serialises writers)."""
     return " FOR UPDATE" if tx.dialect == "postgres" else ""

@@ -1,4 +1,6 @@
-"""The features read model: one row per candidate feature, versioned per (project, name)."""
+"""The features read model: one row per candidate feature, versioned per (project, name).
+
+A feature's place in the feature store (`feast_registration`) comes from projections/registrations.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 from domain import feature
 from domain.envelope import Envelope
+from projections import registrations
 from projections.database import Database, Row, Tx
 from projections.jobs import iso
 from projections.pagination import Page, clamp_limit, decode_cursor, page_of
@@ -30,6 +33,14 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS {features}_job ON {features} (job_id, seq)",
 )
 JSON_COLUMNS = ("spec", "source_columns", "domain_sources")
+# Columns newer than the table (projector.create_tables adds them to older read models).
+# The experiment tracker's run of the candidate: shown as `evaluation` {experiment_id, parent_run_id, run_id}.
+TRACKING_COLUMNS = {
+    "experiment_id": "experiment_id",
+    "mlflow_parent_run_id": "parent_run_id",
+    "mlflow_run_id": "run_id",
+}
+ADDED_COLUMNS = {"features": tuple((name, "TEXT") for name in TRACKING_COLUMNS)}
 
 
 def _set(tx: Tx, feature_id: str, envelope: Envelope, **values: Any) -> None:
@@ -145,6 +156,15 @@ def apply(tx: Tx, envelope: Envelope) -> None:
                 reason=e.reason,
                 deprecated_at=iso(envelope.occurred_at),
             )
+        case feature.FeatureRunTracked():
+            _set(
+                tx,
+                e.feature_id,
+                envelope,
+                experiment_id=e.experiment_id,
+                mlflow_parent_run_id=e.parent_run_id,
+                mlflow_run_id=e.run_id,
+            )
 
 
 # ----------------------------------------------------------------- queries
@@ -157,13 +177,15 @@ def _decoded(row: Row) -> Row:
     for column in ("fitted", "exec_ok"):
         if row.get(column) is not None:
             row[column] = bool(row[column])
+    row["evaluation"] = {shown: row.pop(column, None) for column, shown in TRACKING_COLUMNS.items()}
     return row
 
 
 def get_feature(db: Database, tenant_id: str, feature_id: str) -> Row | None:
     with db.transaction(write=False) as tx:
         row = tx.one("SELECT * FROM {features} WHERE id = ? AND tenant_id = ?", (feature_id, tenant_id))
-    return _decoded(row) if row else None
+        feast = registrations.blocks(tx, [feature_id]) if row else {}
+    return {**_decoded(row), "feast_registration": feast.get(feature_id)} if row else None
 
 
 def list_features(
@@ -191,5 +213,7 @@ def list_features(
         rows = tx.all(
             f"SELECT * FROM {{features}} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
         )
-    page = page_of(rows, limit)
-    return Page(items=[_decoded(r) for r in page.items], next_cursor=page.next_cursor)
+        page = page_of(rows, limit)
+        feast = registrations.blocks(tx, [r["id"] for r in page.items])
+    items = [{**_decoded(r), "feast_registration": feast.get(r["id"])} for r in page.items]
+    return Page(items=items, next_cursor=page.next_cursor)

@@ -24,6 +24,11 @@ DDL = (
         dataset_path TEXT, failure TEXT, requested_by TEXT NOT NULL, position BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS {jobs}_tenant ON {jobs} (tenant_id, project_id, seq)",
 )
+# Columns newer than the table (projector.create_tables adds them to older read models): where the
+# experiment tracker logged the job (MLflow experiment, parent run, number of candidate runs).
+ADDED_COLUMNS = {
+    "jobs": (("experiment_id", "TEXT"), ("experiment_run_id", "TEXT"), ("experiment_feature_runs", "INTEGER"))
+}
 
 _NEXT_STAGE = dict(zip(job.STAGES, (*job.STAGES[1:], "planning"), strict=True))
 
@@ -116,6 +121,15 @@ def apply(tx: Tx, envelope: Envelope) -> None:
             _set(tx, e.job_id, envelope, status="failed", failure=e.reason, completed_at=iso(envelope.occurred_at))
         case job.JobCancelled():
             _set(tx, e.job_id, envelope, status="cancelled", failure=e.reason, completed_at=iso(envelope.occurred_at))
+        case job.ExperimentTracked():
+            _set(
+                tx,
+                e.job_id,
+                envelope,
+                experiment_id=e.experiment_id,
+                experiment_run_id=e.run_id,
+                experiment_feature_runs=e.feature_runs,
+            )
         case job.JobRetried():
             _set(
                 tx,

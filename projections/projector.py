@@ -21,11 +21,11 @@ from typing import Any
 from commands.store import EventStore
 from domain.envelope import Envelope
 from domain.validation import printable
-from projections import agents, features, jobs, lineage
-from projections.database import Database, Tx, lock_row
+from projections import agents, features, jobs, lineage, registrations, webhooks
+from projections.database import Database, Tx, add_columns, lock_row
 
 Apply = Callable[[Tx, Envelope], None]
-READ_MODELS = (jobs, features, agents, lineage)  # order matters: later models look up jobs rows
+READ_MODELS = (jobs, features, registrations, agents, lineage, webhooks)  # order matters: later ones read jobs rows
 CHECKPOINT_DDL = (
     "CREATE TABLE IF NOT EXISTS {projection_checkpoints} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {projection_errors} (name TEXT NOT NULL, position BIGINT NOT NULL, "
@@ -46,6 +46,10 @@ class Projector:
 
     def create_tables(self) -> None:
         self.db.run_script([*CHECKPOINT_DDL, *(ddl for model in READ_MODELS for ddl in model.DDL)])
+        with self.db.transaction() as tx:  # a model's ADDED_COLUMNS: added to tables an older release made
+            for model in READ_MODELS:
+                for table, columns in getattr(model, "ADDED_COLUMNS", {}).items():
+                    add_columns(tx, table, columns)
 
     def position(self) -> int:
         with self.db.transaction(write=False) as tx:

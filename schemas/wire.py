@@ -1,6 +1,6 @@
 """Envelopes on Kafka: the event Avro-encoded as the record value, the envelope's metadata in headers.
 
-One topic per event category (`afep.job`, `afep.feature`, `afep.activity`), keyed by
+One topic per event category (`afep.job`, `afep.feature`, `afep.activity`, `afep.webhook`), keyed by
 the job id so that a job's events stay in one partition, in log order. The headers
 carry everything a consumer needs to rebuild the envelope without reading the store:
 schema name and fingerprint, stream and version, log position, tenant, ids, and the
@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import cache
 
 from domain.envelope import Envelope
-from domain.events import ACTIVITY_EVENTS, FEATURE_EVENTS, JOB_EVENTS
+from domain.events import ACTIVITY_EVENTS, FEATURE_EVENTS, JOB_EVENTS, WEBHOOK_EVENTS
 from schemas.codec import NAMESPACE, _parsed, event_from_avro, event_to_avro
 
 TOPIC_PREFIX = "afep"
@@ -24,6 +24,7 @@ CATEGORIES: dict[str, str] = {
     **{cls.__name__: "job" for cls in JOB_EVENTS},
     **{cls.__name__: "feature" for cls in FEATURE_EVENTS},
     **{cls.__name__: "activity" for cls in ACTIVITY_EVENTS},
+    **{cls.__name__: "webhook" for cls in WEBHOOK_EVENTS},
 }
 Headers = list[tuple[str, bytes]]
 

@@ -1,4 +1,4 @@
-"""/api/v1/features: list, get, approve, deprecate, lineage."""
+"""/api/v1/features: list, get, approve, deprecate, online values, lineage."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from commands.unit_of_work import execute
 from domain import feature
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
-from gateway.problems import not_found
+from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
 from gateway.validation import Text
 from projections import features, lineage
@@ -107,6 +107,31 @@ async def deprecate_feature(
 ) -> dict[str, Any]:
     command = feature.DeprecateFeature(feature_id, body.reason)
     return await _transition(services, auditor, feature_id, command, "feature.deprecate")
+
+
+@router.get("/{feature_id}/online")
+async def online_values(
+    feature_id: str,
+    services: ServicesDep,
+    entity: Annotated[list[str], Query(min_length=1, max_length=100, description="an entity key (repeatable)")],
+    auditor: Auditor = allowed(Permission.VIEW_FEATURE),
+) -> dict[str, Any]:
+    """The approved feature's values in the online store for the given entity keys (Feast
+    get_online_features); null for keys it holds no value for. The first read imports Feast."""
+    from gateway.runtime_wiring import feature_store_config
+    from processors.featurestore.online import BadKey, NotServed, StoreUnavailable, read_online
+
+    await anyio.to_thread.run_sync(owned_feature, services, auditor.principal.tenant_id, feature_id)
+    config = feature_store_config(services.settings)
+    try:
+        read = await anyio.to_thread.run_sync(read_online, services.store, config, feature_id, entity)
+    except BadKey as error:
+        raise Problem(422, "Unprocessable Content", str(error)) from None
+    except NotServed as error:
+        raise Problem(409, "Conflict", str(error), kind="not-served") from None
+    except StoreUnavailable as error:
+        raise Problem(503, "Service Unavailable", str(error), kind="online-store-unavailable") from None
+    return read.as_dict()
 
 
 @router.get("/{feature_id}/lineage")

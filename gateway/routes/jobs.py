@@ -19,6 +19,7 @@ from gateway.public import public
 from gateway.routes.uploads import admitted
 from gateway.validation import Budget, ClientId, Name, Source, Text
 from processors.kafka.tracing import command_span
+from processors.llm.usage import job_usage
 from processors.sources import Location, column_problem, file_columns
 from projections import agents, directory, history, jobs
 from projections.pagination import Page
@@ -41,6 +42,15 @@ class JobRequest(BaseModel):
     job_id: ClientId | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
     entity: Name | None = Field(
         default=None, description="the key column features are served by (Feast entity); default: the id column found"
+    )
+    llm_budget_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=job.MAX_LLM_TOKENS,
+        description="LLM tokens (in + out) the job may spend when the server has a model; default: the server's",
+    )
+    llm_budget_usd: float | None = Field(
+        default=None, ge=0, le=job.MAX_LLM_USD, allow_inf_nan=False, description="LLM dollars the job may spend"
     )
 
 
@@ -141,6 +151,8 @@ def create_job(
         body.max_rounds,
         body.max_candidates,
         body.entity,
+        llm_budget_tokens=body.llm_budget_tokens,
+        llm_budget_usd=body.llm_budget_usd,
     )
     ctx = auditor.context(job_id)
     with command_span("POST /api/v1/jobs", job_id, ctx.actor):  # the root of the job's trace
@@ -180,7 +192,9 @@ def get_job(
 ) -> dict[str, Any]:
     row = owned_job(services, auditor.principal.tenant_id, job_id)
     if as_of is None:
-        return public({k: v for k, v in row.items() if k != "seq"}, services.settings.data_dir)  # type: ignore[no-any-return]
+        shown = {k: v for k, v in row.items() if k != "seq"}
+        shown["llm_usage"] = job_usage(services.store, row["id"]).to_dict()
+        return public(shown, services.settings.data_dir)  # type: ignore[no-any-return]
     state = history.as_of(services.store, job_id, history.parse_as_of(as_of))
     return public(state, services.settings.data_dir)  # type: ignore[no-any-return]
 
@@ -267,3 +281,16 @@ def job_traces(
         ),
         services.settings.data_dir,
     )
+
+
+@router.get(
+    "/{job_id}/usage",
+    description="The job's LLM usage (calls, cached calls, tokens in and out, dollars, web searches), "
+    "in all, per agent and per feature; zero for a job the offline agents ran.",
+)
+def job_llm_usage(
+    job_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.VIEW_JOB)
+) -> dict[str, Any]:
+    row = owned_job(services, auditor.principal.tenant_id, job_id)
+    usage = job_usage(services.store, row["id"])
+    return {**usage.to_dict(), "by_feature": {fid: u.to_dict() for fid, u in sorted(usage.by_feature.items())}}

@@ -54,6 +54,14 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         budget=started.candidate_budget,
         seed=job.request.seed,
     )
+    llm_traces: list[Any] = []
+    if bench.llm is not None and started.round == 1:  # the model's ideas and the web's formulas first
+        from processors.llm.steps import ideas_with_llm
+
+        findings = json.loads(job.research.findings_json)
+        llm_traces, proposals = ideas_with_llm(
+            bench.llm, store, job, NAME, profile, found, findings, proposals, started.candidate_budget, seen
+        )
     ids = []
     for p in proposals:
         fid = feature_id(job.job_id, job.attempt, p.name)
@@ -73,6 +81,11 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
                 domain_sources=tuple(p.domain_sources),
             )
         )
+    if llm_traces:
+        from processors.llm.steps import attribute
+
+        llm_ids = [fid for fid, p in zip(ids, proposals, strict=True) if p.proposer == "llm"]
+        out += attribute(llm_traces, "ideation", llm_ids)
     by_source: dict[str, int] = {}
     for p in proposals:
         by_source[p.proposer] = by_source.get(p.proposer, 0) + 1

@@ -63,6 +63,15 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
                 {"source": known.source},
             )
         )
+    sources = tuple(found.sources)
+    if bench.llm is not None:  # with keys: Tavily search and extract, then the model's synthesis, with sources
+        from processors.llm.steps import research_with_web
+
+        traces, web = research_with_web(bench.llm, store, job, NAME, profile, found, bench.clock().isoformat())
+        out += traces
+        if web is not None:
+            summary["web"] = web
+            sources = tuple(dict.fromkeys((*sources, *(page["url"] for page in web["sources"]))))
     out.append(Progress(job_id, NAME, "research", 1, 1, "domain research done"))
     out.append(
         RecordDomainResearch(
@@ -70,7 +79,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             attempt=job.attempt,
             domains=domains,
             findings_json=json.dumps(summary, default=str),
-            sources=tuple(found.sources),
+            sources=sources,
         )
     )
     return out

@@ -54,6 +54,18 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         out.append(Trace(job_id, NAME, "decision", f"exclude {flag.column!r}: {flag.reason}"))
     for warning in profile.warnings[:20]:
         out.append(Trace(job_id, NAME, "thought", warning))
+    profile_json = json.dumps(profile.to_dict(), default=str)
+    warnings = tuple(profile.warnings)
+    if bench.llm is not None:  # with a model: the table's semantics, by a tool-use loop over the snapshot
+        from processors.llm.steps import schema_semantics
+
+        traces, semantics = schema_semantics(bench.llm, store, job, NAME, profile, path, df)
+        out += traces
+        if semantics is not None:
+            profile_json = json.dumps({**profile.to_dict(), "semantics": semantics}, default=str)
+            warnings += tuple(
+                f"leakage suspect {s['column']!r} (model): {s['reason']}" for s in semantics["leakage_suspects"]
+            )
     out.append(Progress(job_id, NAME, "schema", 1, 1, "schema analysed"))
     out.append(
         RecordSchemaAnalysis(
@@ -66,9 +78,9 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             task=profile.task,
             metric=profile.metric,
             positive_class=profile.positive_class,
-            profile_json=json.dumps(profile.to_dict(), default=str),
+            profile_json=profile_json,
             excluded_columns=profile.excluded_columns,
-            warnings=tuple(profile.warnings),
+            warnings=warnings,
         )
     )
     return out

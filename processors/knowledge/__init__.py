@@ -8,6 +8,16 @@ from processors.knowledge.base import (
     Role,
     Transformation,
     load_knowledge_base,
+    parse_domain,
 )
 
-__all__ = ["Binding", "Domain", "DomainMatch", "KnowledgeBase", "Role", "Transformation", "load_knowledge_base"]
+__all__ = [
+    "Binding",
+    "Domain",
+    "DomainMatch",
+    "KnowledgeBase",
+    "Role",
+    "Transformation",
+    "load_knowledge_base",
+    "parse_domain",
+]

@@ -101,6 +101,11 @@ def load_knowledge_base() -> KnowledgeBase:
     return KnowledgeBase(tuple(_domain(json.loads(f.read_text("utf-8"))) for f in files))
 
 
+def parse_domain(raw: dict[str, Any]) -> Domain:
+    """One domain file's content (the shipped ones, or what accepted research taught: `processors/llm/learning.py`)."""
+    return _domain(raw)
+
+
 def _domain(raw: dict[str, Any]) -> Domain:
     roles = tuple(
         Role(

@@ -1,0 +1,146 @@
+"""Where the feature store keeps things, and the Feast configuration of one project's repository.
+
+Embedded (the default): a file registry, Parquet files of materialized values as the
+offline store and an SQLite online store, all under `<data dir>/feature_repo/`.
+Production: the Redis online store (`online="redis"`, `redis_url`) and PostgreSQL tables
+as the offline source (`offline_url`). Nothing here imports Feast at module import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from processors.featurestore import naming
+
+DEFAULT_TTL_SECONDS = 7 * 86400
+OFFLINE_SCHEMA = "afep_feast"  # the PostgreSQL schema that holds the views' value tables
+REDIS_PASSWORD_ENV = "AFEP_FEAST_REDIS_PASSWORD"
+POSTGRES_PASSWORD_ENV = "AFEP_FEAST_OFFLINE_PASSWORD"
+
+
+@dataclass(frozen=True)
+class FeatureStoreConfig:
+    root: Path  # <data dir>/feature_repo: one Feast repository per tenant and project below it
+    online: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    offline_url: str | None = None  # postgresql://… : the views' values as PostgreSQL tables; Parquet otherwise
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+
+    @property
+    def offline(self) -> Literal["file", "postgres"]:
+        return "postgres" if self.offline_url else "file"
+
+
+class ConfigError(ValueError):
+    """A feature-store setting that cannot work; the message says which and how to fix it."""
+
+
+def redis_connection(url: str) -> tuple[str, str | None]:
+    """(Feast connection string `host:port,db=N[,ssl=true]`, password) from `redis://[:pw@]host:port/N`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(f"AFEP_REDIS_URL must look like redis://host:6379/0, not {redact(url)!r}")
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ConfigError(f"AFEP_REDIS_URL: the database after the port must be a number, not {db!r}")
+    options = [f"{parts.hostname}:{parts.port or 6379}", f"db={db}"]
+    if parts.username:
+        options.append(f"username={unquote(parts.username)}")
+    if parts.scheme == "rediss":
+        options.append("ssl=true")
+    return ",".join(options), unquote(parts.password) if parts.password else None
+
+
+def postgres_options(url: str) -> dict[str, Any]:
+    """Feast's PostgreSQL offline-store options from `postgresql://user[:pw]@host[:port]/db[?sslmode=…]`."""
+    parts = urlsplit(url)
+    database = parts.path.strip("/")
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not database:
+        raise ConfigError(f"AFEP_FEAST_OFFLINE_URL must look like postgresql://user@host:5432/db, not {redact(url)!r}")
+    query = parse_qs(parts.query)
+    return {
+        "type": "postgres",
+        "host": parts.hostname,
+        "port": parts.port or 5432,
+        "database": database,
+        "db_schema": "public",
+        "user": unquote(parts.username or "postgres"),
+        "password": unquote(parts.password or ""),
+        "sslmode": query.get("sslmode", ["disable" if parts.hostname in ("127.0.0.1", "localhost") else "prefer"])[0],
+    }
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+def store_options(config: FeatureStoreConfig, repo: Path) -> dict[str, Any]:
+    """The online and offline store sections of a repository's configuration (with secrets)."""
+    if config.online == "redis":
+        connection, password = redis_connection(config.redis_url)
+        online: dict[str, Any] = {
+            "type": "redis",
+            "connection_string": connection + (f",password={password}" if password else ""),
+        }
+    else:
+        online = {"type": "sqlite", "path": str(repo / "online_store.db")}
+    offline = postgres_options(config.offline_url) if config.offline_url else {"type": "file"}
+    return {"online_store": online, "offline_store": offline}
+
+
+def repo_config(config: FeatureStoreConfig, tenant: str, project: str) -> Any:
+    """Feast's RepoConfig for the repository of (tenant, project); imports Feast."""
+    from feast import RepoConfig
+
+    repo = naming.repo_dir(config.root, tenant, project)
+    return RepoConfig(
+        project=naming.feast_project(tenant, project),
+        registry=str(repo / "registry.db"),
+        provider="local",
+        entity_key_serialization_version=3,
+        repo_path=repo,
+        **store_options(config, repo),
+    )
+
+
+def yaml_text(config: FeatureStoreConfig, tenant: str, project: str) -> str:
+    """feature_store.yaml for people and the `feast` CLI: paths relative to the repository, and
+    passwords as ${VARIABLES} (Feast expands them) instead of their values."""
+    lines = [
+        "# Generated by AFEP's feature-store agent for tenant "
+        f"{_scalar(tenant)}, project {_scalar(project)}. Do not edit: it is rewritten on each registration.",
+        f"project: {naming.feast_project(tenant, project)}",
+        "provider: local",
+        "registry: registry.db",
+        "entity_key_serialization_version: 3",
+        "online_store:",
+    ]
+    if config.online == "redis":
+        connection, password = redis_connection(config.redis_url)
+        if password:
+            connection += f",password=${{{REDIS_PASSWORD_ENV}}}"
+        lines += ["  type: redis", f"  connection_string: {_scalar(connection)}"]
+    else:
+        lines += ["  type: sqlite", "  path: online_store.db"]
+    lines.append("offline_store:")
+    if config.offline_url:
+        options = postgres_options(config.offline_url)
+        if options["password"]:
+            options["password"] = f"${{{POSTGRES_PASSWORD_ENV}}}"
+        lines += [f"  {key}: {_scalar(value) if isinstance(value, str) else value}" for key, value in options.items()]
+    else:
+        lines.append("  type: file")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: str) -> str:
+    """A YAML scalar that reads back as `value` (double-quoted, JSON escapes)."""
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,116 @@
+"""Online reads of one feature for some entity keys (`afep features serve-online`, the API)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from commands.store import EventStore
+from commands.unit_of_work import load_feature
+from domain.feature import Feature
+from processors.featurestore.catalog import owned_job
+from processors.featurestore.config import FeatureStoreConfig
+from processors.featurestore.naming import field_name
+from processors.featurestore.repository import Repository
+
+MAX_KEYS = 100
+
+
+class NotServed(Exception):
+    """The feature has no online values (yet, or any more); the message says why and what to do."""
+
+
+class BadKey(ValueError):
+    """An entity key that is not of the entity's type."""
+
+
+class StoreUnavailable(Exception):
+    """The online store did not answer (Redis down, a damaged repository): retry later."""
+
+
+@dataclass(frozen=True)
+class OnlineRead:
+    feature_id: str
+    feature_view: str
+    version: int
+    entity: str
+    field: str
+    values: list[dict[str, Any]]  # [{"entity": key, "value": float | None}] in the order asked
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature_id": self.feature_id,
+            "feature_view": self.feature_view,
+            "version": self.version,
+            "entity": self.entity,
+            "feature": self.field,
+            "values": [{**v, "value": _json_number(v["value"])} for v in self.values],
+        }
+
+
+def served(feature: Feature) -> None:
+    """Raise NotServed unless `feature` has online values now."""
+    fid, reg, mat = feature.feature_id, feature.registration, feature.materialization
+    if reg is None:
+        if mat is not None and mat.status == "failed":
+            raise NotServed(f"feature {fid} could not be registered in the feature store: {mat.detail}")
+        if feature.status == "approved":
+            raise NotServed(f"feature {fid} is approved but not registered yet; try again in a moment")
+        raise NotServed(f"feature {fid} is {feature.status}; approve it first (`afep features approve {fid}`)")
+    if reg.status != "registered":
+        raise NotServed(f"feature {fid} was deprecated and removed from view {reg.feature_view} at v{reg.version}")
+    if mat is None or mat.version != reg.version:
+        raise NotServed(f"view {reg.feature_view} v{reg.version} is not materialized yet; try again in a moment")
+    if mat.status != "complete":
+        raise NotServed(f"view {reg.feature_view} v{reg.version} is registered but not served: {mat.detail}")
+
+
+def read_online(store: EventStore, config: FeatureStoreConfig, feature_id: str, keys: Sequence[str]) -> OnlineRead:
+    """The feature's online values for `keys` (as typed at the command line or in a query string)."""
+    if not keys:
+        raise BadKey("give at least one entity key")
+    if len(keys) > MAX_KEYS:
+        raise BadKey(f"at most {MAX_KEYS} entity keys per read, not {len(keys)}")
+    feature = load_feature(store, feature_id)
+    if feature is None:
+        raise NotServed(f"no feature {feature_id}")
+    served(feature)
+    reg = feature.registration
+    owner = owned_job(store, feature.job_id)
+    assert reg is not None and owner is not None
+    repo = Repository(config, owner.tenant, owner.project)
+    spec = repo.spec(reg.feature_view)
+    if spec is None or spec.version != reg.version:
+        raise NotServed(
+            f"view {reg.feature_view} v{reg.version} is not in this server's feature repository "
+            "(a data dir restored without it?); approving any feature of the project rebuilds it"
+        )
+    field = spec.field_for(feature_id) or field_name(feature.proposal.name)
+    typed = [_typed(k, spec.entity.name, spec.entity.dtype) for k in keys]
+    try:
+        result = repo.online(spec.view, [field], [{spec.entity.name: k} for k in typed])
+    except Exception as error:  # noqa: BLE001 - whatever Feast or its store raise, the caller gets one line
+        text = " ".join(f"{type(error).__name__}: {error}".split()).replace(str(repo.path), "<feature repo>")
+        raise StoreUnavailable(f"the online store did not answer for view {spec.view}: {text[:500]}") from None
+    values = [{"entity": k, "value": _number(v)} for k, v in zip(typed, result[field], strict=True)]
+    return OnlineRead(feature_id, spec.view, spec.version, spec.entity.name, field, values)
+
+
+def _typed(key: str, entity: str, dtype: str) -> int | str:
+    if dtype == "string":
+        return key
+    try:
+        return int(key.strip())
+    except ValueError:
+        raise BadKey(f"entity {entity} holds integers; {key[:100]!r} is not one") from None
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _json_number(value: float | None) -> float | None:
+    """JSON has no infinities or NaN: those read as null over the API."""
+    return value if value is not None and math.isfinite(value) else None
