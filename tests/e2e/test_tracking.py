@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ops.demo_data import synthetic_credit as credit_table
+from tests.tables import customers
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
@@ -31,10 +31,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One `afep run` with tracking on (the default): its result, out dir, data dir and tracking URI."""
     work = tmp_path_factory.mktemp("tracked")
-    data, out, data_dir = work / "credit.csv", work / "out", work / "state"
-    credit_table(1000, seed=2).write_csv(data)
+    data, out, data_dir = work / "customers.csv", work / "out", work / "state"
+    customers().write_csv(data)
     command = [
-        sys.executable, "-m", "gateway.cli", "run", str(data), "--target", "Status", "--seed", "3",
+        sys.executable, "-m", "gateway.cli", "run", str(data), "--target", "Churn", "--seed", "0",
         "--max-candidates", "30", "--budget", "60", "--out", str(out), "--data-dir", str(data_dir), "--quiet",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=work, env=ENV, capture_output=True, text=True, timeout=600)
@@ -76,8 +76,8 @@ def test_afep_run_returns_with_a_parent_run_child_runs_metrics_and_the_png(job: 
     assert [p.info.run_id for p in parents] == [tracked["run_id"]]
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"job_{result['job_id']}"
-    assert parent.data.params["target"] == "Status" and parent.data.params["seed"] == "3"
-    assert parent.data.params["source"].endswith("credit.csv") and len(parent.data.params["dataset_sha256"]) == 64
+    assert parent.data.params["target"] == "Churn" and parent.data.params["seed"] == "0"
+    assert parent.data.params["source"].endswith("customers.csv") and len(parent.data.params["dataset_sha256"]) == 64
     assert parent.data.metrics["baseline_score"] == pytest.approx(result["baseline_score"])
     assert parent.data.metrics["final_score"] == pytest.approx(result["final_score"])
     assert parent.data.metrics["selected"] == result["counts"]["selected"]

@@ -33,6 +33,7 @@ from domain.envelope import Context
 from domain.feature import ApproveFeature
 from gateway.settings import Settings
 from tests.conftest import POSTGRES_URL, fresh_postgres_database
+from tests.tables import customers
 
 pytestmark = [pytest.mark.feast, pytest.mark.slow]
 
@@ -40,30 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO), "COLUMNS": "200"}
 REDIS_DB = 15  # the tests' own Redis database; its AFEP keys are removed afterwards
 SECRET = "a-feature-store-test-secret-that-is-long-enough"
-
-
-def customers(n: int = 800, seed: int = 7) -> pl.DataFrame:
-    """Churn depends on debt relative to income and on balance relative to tenure: two ratios trees
-    cannot build from the raw columns, so a job selects both (seed 0: debt_to_income and a
-    balance/tenure ratio). `customer_id` is the key."""
-    rng = np.random.default_rng(seed)
-    income = rng.lognormal(8, 0.6, n)
-    debt = income * rng.uniform(0.05, 1.2, n)
-    tenure = rng.uniform(1, 20, n)
-    balance = tenure * rng.uniform(0.1, 3.0, n) * 100
-    logit = 9 * (debt / income - 0.6) + 4 * (balance / (tenure * 100) - 1.5)
-    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return pl.DataFrame(
-        {
-            "customer_id": np.arange(100001, 100001 + n),
-            "Income": income,
-            "Debt": debt,
-            "Tenure": tenure,
-            "Balance": balance,
-            "Age": rng.integers(18, 80, n),
-            "Churn": np.where(churn, "yes", "no"),
-        }
-    )
 
 
 def afep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
