@@ -28,27 +28,28 @@ from commands.store import EventStore
 from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.job import RequestJob
-from ops.demo_data import synthetic_credit
 from projections.database import Database
 from projections.projector import NAME as READMODELS
 from projections.projector import Projector, read_model_tables
+from tests.tables import customers
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
 JOB = {"budget": 600.0, "seed": 0, "max_rounds": 1, "max_candidates": 12}  # a budget that never binds
+TARGET = "Churn"  # of tests/tables.py's customers: two ratios confirm there with the user's model
 
 
 @pytest.fixture
 def table(tmp_path: Path) -> Path:
-    path = tmp_path / "credit.csv"
-    synthetic_credit(600, seed=0).write_csv(path)
+    path = tmp_path / "customers.csv"
+    customers().write_csv(path)
     return path
 
 
 def request_job(store: EventStore, table: Path) -> str:
     job_id = str(uuid.uuid4())
     command = RequestJob(
-        job_id, "default", str(table), None, "Status", "auto", JOB["budget"], JOB["seed"], JOB["max_rounds"],
+        job_id, "default", str(table), None, TARGET, "auto", JOB["budget"], JOB["seed"], JOB["max_rounds"],
         JOB["max_candidates"],
     )  # fmt: skip
     execute(store, [(command, Context(at=datetime.now(UTC), actor="user:test", correlation_id=job_id))])
@@ -137,7 +138,7 @@ def embedded_outcome(table: Path, tmp_path: Path, env: dict[str, str]) -> dict[s
             "run",
             str(table),
             "--target",
-            "Status",
+            TARGET,
             *args,
             "--data-dir",
             str(data_dir),
@@ -178,7 +179,7 @@ def test_a_job_through_kafka_selects_what_the_embedded_runtime_selects(
     with serve(create_app(settings, store=store)) as url:
         headers = {"Authorization": f"Bearer {create_api_key(settings, 'acme', 'admin')}"}
         assert httpx.post(f"{url}/projects", json={"name": "p", "id": "p1"}, headers=headers).status_code == 201
-        body = {"project_id": "p1", "source": str(table), "target": "Status", "budget_seconds": JOB["budget"]}
+        body = {"project_id": "p1", "source": str(table), "target": TARGET, "budget_seconds": JOB["budget"]}
         body |= {"seed": JOB["seed"], "max_rounds": JOB["max_rounds"], "max_candidates": JOB["max_candidates"]}
         job_id = body["job_id"] = str(uuid.uuid4())
         created = httpx.post(f"{url}/jobs", json=body, headers=headers)
@@ -303,7 +304,7 @@ def test_workers_with_the_same_agents_share_the_partitions(cluster: Any, table: 
         by_partition.setdefault(DefaultPartitioner()(candidate.encode(), partitions, partitions), candidate)
     jobs = []
     for job_id in by_partition.values():
-        command = RequestJob(job_id, "default", str(table), None, "Status", "auto", JOB["budget"], 0, 1, 4)
+        command = RequestJob(job_id, "default", str(table), None, TARGET, "auto", JOB["budget"], 0, 1, 4)
         execute(store, [(command, Context(at=datetime.now(UTC), actor="user:test", correlation_id=job_id))])
         jobs.append(job_id)
     wait_until(lambda: all(terminal(store, j) for j in jobs), "four jobs to finish", cluster)

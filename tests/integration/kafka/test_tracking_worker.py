@@ -17,10 +17,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_a_worker_running_the_tracking_agent_logs_the_job_to_mlflow(cluster: Any, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from ops.demo_data import synthetic_credit
+    from tests.tables import customers
 
-    table = tmp_path / "credit.csv"
-    synthetic_credit(600, seed=0).write_csv(table)
+    table = tmp_path / "customers.csv"
+    customers().write_csv(table)
     cluster.start_all(workers=(*SPLIT, "experiments"))
     store = cluster.open_store()
     try:
