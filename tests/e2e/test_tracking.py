@@ -42,7 +42,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import mlflow
 
     uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
-    before = mlflow.get_tracking_uri()
+    before, before_env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     yield {
         "result": json.loads((out / "result.json").read_text()),
@@ -52,6 +52,11 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "work": work,
     }
     mlflow.set_tracking_uri(before)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI, which processes started later would inherit
+    if before_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before_env
 
 
 def runs(experiment_id: str, where: str) -> list[Any]:

@@ -43,7 +43,7 @@ class Cluster:
         self.log_dir = log_dir
         self.database_url = database_url  # PostgreSQL event store and read models; None: SQLite under data_dir
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AFEP_", "OTEL_"))},
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AFEP_", "OTEL_", "MLFLOW_"))},
             "AFEP_DATA_DIR": str(data_dir),
             "AFEP_RUNTIME": "kafka",
             "AFEP_KAFKA_BOOTSTRAP": broker.bootstrap,
