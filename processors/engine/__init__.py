@@ -4,8 +4,8 @@ API
 ---
 ``plan_folds(y, task, seed) -> FoldPlan``
     Search/guard row split, the screen (1x5-fold) and confirm (4x5-fold) splits of
-    the search rows, and 10 final splits (random 80/20 of all rows, each with inner
-    early-stopping rows). ``FoldPlan.fits`` are the reference masks the execution
+    the search rows, and 20 final splits (2 x 10-fold cross-validation of all rows,
+    each with inner early-stopping rows). ``FoldPlan.fits`` are the reference masks the execution
     stage computes each candidate for (one per split, the last is all rows);
     ``fit_index_for_split(i)`` gives the column for split i.
 
@@ -22,9 +22,10 @@ progress=None, categorical=(), confirm_top=10, max_new=10, partial=(), complete=
     refits on 20 confirm splits for the top ``confirm_top`` (successive halving,
     paired t-test) -> a shortlist of at most 3 finalists (greedy: each must still help
     next to those before it) -> the final confirmation, which decides: each finalist
-    against the baseline on the 10 final splits, fitted with the external protocol's
+    against the baseline on the 20 final folds, fitted with the external protocol's
     model (2000 trees, step 0.05, 31 leaves, early stopping 100 on an inner split),
-    Nadeau-Bengio corrected resampled t-test, Holm over the finalists. A finalist's
+    corrected repeated k-fold t-test (Nadeau-Bengio, Bouckaert-Frank), Holm over the
+    finalists. A finalist's
     reported lift, CI and p are those of the final confirmation. ``partial`` ids hold
     only ``plan.eager_fits`` columns; ``complete(ids)`` supplies the rest for those
     that reach confirmation.

@@ -1,7 +1,7 @@
 """One-line explanations a user can read, built from a candidate's outcome.
 
 Every sentence with a number names the test behind it: the *final confirmation*
-(the decision: a corrected resampled t-test over the job's final splits, fitted with
+(the decision: a corrected repeated cross-validation t-test over the job's final folds, fitted with
 the model a user trains) or the *shortlist* (fast internal cross-validation, which
 only picks the finalists and is optimistic).
 """
@@ -34,11 +34,12 @@ class Outcome:
 class Tests:
     """How this round tested, for the reason texts."""
 
-    final_test: str  # "... over {n} random 80/20 splits ...": n is filled in with the splits a finalist got
+    final_test: str  # "... over {n} folds ...": n is filled in with the folds a finalist got
     n_final_splits: int
     shortlist_test: str
     n_finalists: int
-    alpha: float
+    alpha: float  # the shortlist's level
+    final_alpha: float  # the final confirmation's level (Holm-adjusted, one-sided)
     confirm_top: int
 
 
@@ -64,14 +65,14 @@ def describe(o: Outcome, metric: str, base: float, tests: Tests) -> str:
         numbers = _numbers(metric, o.final, base, one_sided=True) + holm
         test = tests.final_test.format(n=o.final.n)
         if o.selected:
-            return f"selected: {numbers} by {test}"
+            return f"selected: {numbers} by {test}, at one-sided level {tests.final_alpha:g}"
         why = o.note or (
             "no gain for that model"
             if o.final.mean <= 0
-            else f"not significant after Holm's correction (needs adjusted p<={tests.alpha:g})"
+            else f"not significant after Holm's correction (needs Holm-adjusted one-sided p<={tests.final_alpha:g})"
         )
         if o.final.n < tests.n_final_splits:
-            why = f"no gain for that model over the first {o.final.n} splits, so it was not fitted on the others"
+            why = f"no gain for that model over the first {o.final.n} folds, so it was not fitted on the others"
         return f"not selected: {numbers} by {test}: {why}"
     if o.test is not None:
         head = f"not selected: shortlist {_numbers(metric, o.test, base)}) by {tests.shortlist_test}"

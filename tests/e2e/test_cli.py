@@ -142,7 +142,7 @@ def test_run_apply_and_replay(tmp_path: Path, csv: Path) -> None:
     # the decision: one-sided p of "it helps" (Holm over the finalists) for the model a user trains;
     # the 95% CI is two-sided, so its lower end may touch zero
     assert all(f["p_value"] < 0.05 and f["ci"][0] < f["lift"] < f["ci"][1] and f["lift"] > 0 for f in features)
-    assert all("corrected resampled t-test" in f["selection_reason"] for f in features)
+    assert all("corrected repeated cross-validation t-test" in f["selection_reason"] for f in features)
     assert all(len(f["code_hash"]) == 64 for f in features)
     # the evaluation's tool_call says which boosting step the job's fits used, and why
     with sqlite3.connect(data_dir / "events.db") as conn:

@@ -67,7 +67,7 @@ def test_plan_keeps_guard_rows_out_of_search_splits() -> None:
         assert not plan.fits[plan.fit_index_for_split(i)][valid_idx].any()
     assert plan.fits[plan.full_fit_index].all()
     assert len(plan.fits) == len(plan.splits) + 1
-    # final splits: all rows, 80/20, early-stopping rows inside the training part, never tested on
+    # final splits: 2 x K-fold of all rows, early-stopping rows inside the training part, never tested on
     for i in plan.split_indices("final"):
         train_idx, test_idx = plan.splits[i]
         stop = plan.stop_rows(i)
