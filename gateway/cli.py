@@ -595,4 +595,8 @@ def entry() -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    # `python -m gateway.cli`: run the importable module's entry, so that the UsageError the
+    # subcommand modules import (gateway.cli.UsageError) is the one caught, not __main__'s twin
+    from gateway.cli import entry as _entry
+
+    _entry()
