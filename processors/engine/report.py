@@ -15,7 +15,7 @@ class CandidateResult:
     `lift` is the mean paired metric difference in the metric's natural direction
     (positive = better: AUC up, RMSE down), with its two-sided 95% CI and a p-value. `tested_by`
     says which test: "final" for finalists (the model a user trains, on the final
-    splits, corrected resampled t-test: the decision), "shortlist" for candidates that
+    folds, corrected repeated k-fold t-test: the decision), "shortlist" for candidates that
     only reached the fast internal cross-validation (optimistic, never decides a
     selection), None if not tested. For a finalist `p_value` is the one-sided p of
     "the feature helps" (the decision's statistic) and `p_adjusted` its Holm adjustment

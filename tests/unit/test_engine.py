@@ -77,6 +77,31 @@ def test_plan_keeps_guard_rows_out_of_search_splits() -> None:
         assert plan.fits[plan.fit_index_for_split(i)][train_idx].all()
 
 
+def test_final_splits_are_repeated_k_fold_cross_validation() -> None:
+    from processors.engine.folds import FINAL_FOLDS, FINAL_REPEATS
+
+    y = np.random.default_rng(1).integers(0, 2, 500)
+    plan = plan_folds(y, "classification", seed=2)
+    final = plan.split_indices("final")
+    assert len(final) == FINAL_FOLDS * FINAL_REPEATS and plan.final_fraction == pytest.approx(1 / FINAL_FOLDS)
+    for r in range(FINAL_REPEATS):
+        tests = [plan.splits[i][1] for i in final[r * FINAL_FOLDS : (r + 1) * FINAL_FOLDS]]
+        # each repeat tests every row exactly once, stratified: every fold holds both classes
+        assert np.array_equal(np.sort(np.concatenate(tests)), np.arange(plan.n_rows))
+        assert all(0 < y[t].mean() < 1 for t in tests)
+    # a new shuffle per repeat
+    assert not np.array_equal(plan.splits[final[0]][1], plan.splits[final[FINAL_FOLDS]][1])
+
+
+def test_a_rare_class_gets_fewer_final_folds() -> None:
+    y = np.zeros(300, dtype=int)
+    y[:9] = 1  # 9 positives: 4 folds of 2+ positives each
+    plan = plan_folds(y, "classification", seed=0)
+    final = plan.split_indices("final")
+    assert plan.final_fraction == pytest.approx(1 / 4) and len(final) == 8
+    assert all(y[plan.splits[i][1]].sum() >= 2 for i in final)
+
+
 def test_each_split_uses_its_own_fit_column() -> None:
     df = _table("regression", n=400)
     base = prepare_base(df, "y", "regression")
