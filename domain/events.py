@@ -26,6 +26,7 @@ FEATURE_EVENTS: tuple[type, ...] = (
     feature.FeatureRejected,
     feature.FeatureApproved,
     feature.FeatureDeprecated,
+    feature.FeatureSyncRequested,
     feature.FeatureRegistered,
     feature.FeatureMaterialized,
     feature.FeatureRunTracked,

@@ -101,6 +101,16 @@ class DeprecateFeature:
 
 
 @dataclass(frozen=True)
+class SyncFeature:
+    """Ask the feature-store agent to bring the feature's view in line with the log again:
+    after a failed registration or materialization, once its cause (say, the online store
+    being down) is fixed. Only approved or deprecated features are in a view."""
+
+    feature_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class RecordRegistration:
     """The feature store's view of an approved (or, to remove it, deprecated) feature."""
 
@@ -144,6 +154,7 @@ FeatureCommand = (
     | RejectFeature
     | ApproveFeature
     | DeprecateFeature
+    | SyncFeature
     | RecordRegistration
     | RecordMaterialization
     | RecordFeatureRun
@@ -239,6 +250,13 @@ class FeatureDeprecated:
 
 
 @dataclass(frozen=True)
+class FeatureSyncRequested:
+    feature_id: str
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class FeatureRegistered:
     feature_id: str
     job_id: str
@@ -281,6 +299,7 @@ FeatureEvent = (
     | FeatureRejected
     | FeatureApproved
     | FeatureDeprecated
+    | FeatureSyncRequested
     | FeatureRegistered
     | FeatureMaterialized
     | FeatureRunTracked
@@ -329,6 +348,8 @@ def evolve(state: Feature | None, event: FeatureEvent) -> Feature:
             return replace(state, status="approved")
         case FeatureDeprecated():
             return replace(state, status="deprecated", reason=event.reason)
+        case FeatureSyncRequested():
+            return state  # a request to the feature-store agent; what it does is recorded by it
         case FeatureRegistered():
             return replace(state, registration=event)
         case FeatureMaterialized():
@@ -397,6 +418,14 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
                     "only selected or approved features can be deprecated"
                 )
             return (FeatureDeprecated(state.feature_id, job_id, command.reason),)
+        case SyncFeature():
+            validation.check_text("reason", command.reason)
+            if state.status not in ("approved", "deprecated"):
+                raise InvalidTransition(
+                    f"feature {state.feature_id} is {state.status}; only approved or deprecated features are "
+                    "in the feature store (approve it first)"
+                )
+            return (FeatureSyncRequested(state.feature_id, job_id, command.reason),)
         case RecordRegistration():
             return _registration(state, command)
         case RecordMaterialization():

@@ -1,6 +1,7 @@
-"""`afep features`: approve, deprecate, list, and read approved features online.
+"""`afep features`: approve, deprecate, sync, list, and read approved features online.
 
-`approve` and `deprecate` record the command, then wait for the feature-store agent to
+`approve`, `deprecate` and `sync` (a retry after a failed registration or materialization)
+record the command, then wait for the feature-store agent to
 register the feature in Feast (or to take it out): in this process when no server owns the
 data dir (only that agent runs here, so no other job resumes), else by following the log
 while the server's runtime (or a Kafka worker) does it. Feast is imported only by the
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from commands.unit_of_work import execute, load_feature
 from domain.envelope import Context, Envelope
-from domain.feature import ApproveFeature, DeprecateFeature, Feature
+from domain.feature import ApproveFeature, DeprecateFeature, Feature, SyncFeature
 
 features_app = typer.Typer(
     no_args_is_help=True, help="Approve and deprecate features; list them; read approved ones online (Feast)."
@@ -55,6 +56,19 @@ def deprecate(
 ) -> None:
     """Deprecate a feature; an approved one leaves its Feast view (a new version without it) and online reads."""
     _transition(ctx, feature_id, DeprecateFeature(feature_id, reason), data_dir, wait)
+
+
+@features_app.command("sync")
+def sync(
+    ctx: typer.Context,
+    feature_id: str,
+    reason: Annotated[str, typer.Option(help="why (kept in the log)")] = "",
+    data_dir: DataDir = None,
+    wait: Wait = 600.0,
+) -> None:
+    """Retry the feature store for an approved or deprecated feature (after a failed registration or
+    materialization, once its cause is fixed); says what it found when all is in order."""
+    _transition(ctx, feature_id, SyncFeature(feature_id, reason), data_dir, wait)
 
 
 @features_app.command("list")
@@ -130,7 +144,11 @@ def _settings(data_dir: Path | None) -> Any:
 
 
 def _transition(
-    ctx: typer.Context, feature_id: str, command: ApproveFeature | DeprecateFeature, data_dir: Path | None, wait: float
+    ctx: typer.Context,
+    feature_id: str,
+    command: ApproveFeature | DeprecateFeature | SyncFeature,
+    data_dir: Path | None,
+    wait: float,
 ) -> None:
     from gateway.cli import UsageError, _actor
     from gateway.datadir import DataDirInUse, DataDirLock
@@ -246,7 +264,10 @@ def _report(feature: Feature | None, *, fail: bool = False) -> None:
             console.print(f"online: {mat.detail}")
         elif fail:
             state = "approved" if reg is None else f"registered in {reg.feature_view} v{reg.version}"
-            raise UsageError(f"feature {feature.feature_id} is {state} but not served online: {mat.detail}")
+            raise UsageError(
+                f"feature {feature.feature_id} is {state} but not served online: {mat.detail}; "
+                f"fix the cause, then `afep features sync {feature.feature_id}`"
+            )
 
 
 def _features(store: Any, job_id: str | None) -> list[Feature]:

@@ -29,6 +29,10 @@ class DeprecateRequest(BaseModel):
     reason: Text
 
 
+class SyncRequest(BaseModel):
+    reason: Text = ""
+
+
 def owned_feature(services: ServicesDep, tenant: str, feature_id: str) -> dict[str, Any]:
     row = features.get_feature(services.db, tenant, feature_id)
     if row is None:
@@ -107,6 +111,20 @@ async def deprecate_feature(
 ) -> dict[str, Any]:
     command = feature.DeprecateFeature(feature_id, body.reason)
     return await _transition(services, auditor, feature_id, command, "feature.deprecate")
+
+
+@router.post("/{feature_id}/sync", status_code=202)
+async def sync_feature(
+    feature_id: str,
+    services: ServicesDep,
+    body: SyncRequest | None = None,
+    auditor: Auditor = allowed(Permission.APPROVE_FEATURE),
+) -> dict[str, Any]:
+    """Retry the feature store for an approved or deprecated feature (after a failed registration
+    or materialization, once its cause is fixed). The feature-store agent does it in the
+    background; the feature's `feast_registration` block and its feed show the outcome."""
+    command = feature.SyncFeature(feature_id, (body or SyncRequest()).reason)
+    return await _transition(services, auditor, feature_id, command, "feature.sync")
 
 
 @router.get("/{feature_id}/online")

@@ -11,7 +11,9 @@ Where an event is handled:
   StageCompleted(execution)           -> evaluation
   JobCompleted                        -> knowledge (accepted web research extends the knowledge base)
   JobCompleted                        -> experiments (tracking.py: MLflow runs)
-  FeatureApproved, FeatureDeprecated  -> feature_store (Feast: apply the view's new version, materialize)
+  FeatureApproved, FeatureDeprecated,
+  FeatureSyncRequested                -> feature_store (Feast: apply the view's new version, materialize;
+                                         a sync request retries a failed one)
   JobRequested/Retried/Completed/Failed,
   FeatureSelected/Approved/Deprecated -> webhooks (queues deliveries; processors/webhooks sends them)
 Where it is decided: domain/job.py, domain/feature.py and domain/webhook.py (`decide`).

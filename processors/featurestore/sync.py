@@ -6,7 +6,10 @@ resolve each job's key column, plan (plan.py), compute the values of new members
 repository, apply and materialize with Feast, and record the outcome (bench.emit) before the
 lock is released, so a second worker on the same view plans from it. Nothing changed, nothing
 recorded: a redelivered approval is a no-op (after restoring the Feast repository if it was
-lost or is behind the log).
+lost or is behind the log). A sync request (`afep features sync`, FeatureSyncRequested) runs
+the same reconciliation: a member whose materialization failed makes the plan a new version
+(plan.py), so a retry once the cause is fixed applies and materializes again; a request
+always says what it found.
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ class Sync:
     owner: OwnedJob
     trigger: Feature
     listed: dict[str, Listed]
+    requested: bool = False  # an explicit sync request: say what was found, even when nothing changed
 
 
-def synchronize(store: EventStore, bench: Workbench, config: FeatureStoreConfig, feature_id: str) -> None:
+def synchronize(
+    store: EventStore, bench: Workbench, config: FeatureStoreConfig, feature_id: str, *, requested: bool = False
+) -> None:
     """Bring the view of `feature_id`'s table in line with the log; records what it did."""
     feature = load_feature(store, feature_id)
     owner = owned_job(store, feature.job_id) if feature is not None else None
@@ -53,7 +59,7 @@ def synchronize(store: EventStore, bench: Workbench, config: FeatureStoreConfig,
     repo = Repository(config, owner.tenant, owner.project)
     with repo.locked():
         listed = {x.feature.feature_id: x for x in view_features(store, owner.tenant, owner.project, owner.view)}
-        ctx = Sync(store, bench, config, repo, owner, feature, listed)
+        ctx = Sync(store, bench, config, repo, owner, feature, listed, requested)
         bench.emit(_reconcile(ctx))
 
 
@@ -81,6 +87,15 @@ def _reconcile(ctx: Sync) -> list[Any]:
         out += _restore(ctx, plan)
     elif ctx.trigger.registration is None and ctx.trigger.status == "deprecated":
         out.append(_trace(ctx, "decision", f"feature {ctx.trigger.feature_id} was never in the feature store"))
+    elif ctx.requested:
+        out.append(
+            _trace(
+                ctx,
+                "decision",
+                f"nothing to sync: view {view} has no feature that can be served (a feature's last "
+                "materialization says why it cannot join)",
+            )
+        )
     return out
 
 
@@ -214,6 +229,8 @@ def _restore(ctx: Sync, plan: Plan) -> list[Any]:
     """Nothing changed in the log; rebuild the Feast side if it lacks this version (a wiped or new data dir)."""
     try:
         if ctx.repo.applied(plan.view) == (plan.version, plan.definition_hash):
+            if ctx.requested:
+                return [_trace(ctx, "tool_result", f"view {plan.view} v{plan.version} is in line with the log")]
             return []
         parts, problems = candidate_values(ctx.bench, _sources(ctx, plan.members), ctx.repo.values_dir)
         if problems:

@@ -199,6 +199,22 @@ def test_role_matrix_and_audit_of_approval(api: Api) -> None:
     assert len(denials["items"]) == 2
 
 
+def test_a_feature_store_sync_is_for_approvers_and_approved_features(api: Api) -> None:
+    admin, ds = api.key("acme", "admin"), api.key("acme", "data_scientist")
+    project(api, admin)
+    job_id = str(new_job(api, admin)["id"])
+    select_feature(api, job_id, "f1", "acme")
+    early = api.client.post("/api/v1/features/f1/sync", headers=admin)
+    assert early.status_code == 409 and "only approved or deprecated" in early.json()["detail"]
+    assert api.client.post("/api/v1/features/f1/approve", headers=admin).status_code == 200
+    assert api.client.post("/api/v1/features/f1/sync", headers=ds).status_code == 403
+    assert api.client.post("/api/v1/features/f1/sync", headers=api.key("other", "admin")).status_code == 404
+    synced = api.client.post("/api/v1/features/f1/sync", json={"reason": "redis is back"}, headers=admin)
+    assert synced.status_code == 202 and synced.json()["status"] == "approved"
+    audit = api.client.get("/api/v1/audit", params={"action": "feature.sync"}, headers=admin).json()["items"]
+    assert [(r["resource_id"], r["previous_state"], r["new_state"]) for r in audit] == [("f1", "approved", "approved")]
+
+
 def test_jwt_hs256_and_bad_tokens(api: Api) -> None:
     token = issue_token(api.settings, "alice@acme", "acme", "Admin")
     bearer = {"Authorization": f"Bearer {token}"}

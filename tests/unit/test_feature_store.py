@@ -299,6 +299,18 @@ def test_an_approved_feature_that_cannot_be_registered_records_why_at_v0_once() 
         decided(*LIFE, f.ApproveFeature("f"), replace(failed, status="complete"))
 
 
+def test_a_sync_is_requested_for_approved_or_deprecated_features_only() -> None:
+    with pytest.raises(InvalidTransition, match="only approved or deprecated features"):
+        decided(*LIFE, f.SyncFeature("f"))
+    state, events = decided(*LIFE, f.ApproveFeature("f"), f.SyncFeature("f", "redis is back"), f.SyncFeature("f"))
+    # every request is recorded (each is a retry someone asked for); the feature itself is unchanged
+    assert [type(e).__name__ for e in events][-2:] == ["FeatureSyncRequested", "FeatureSyncRequested"]
+    assert events[-2] == f.FeatureSyncRequested("f", state.job_id if state else "", "redis is back")
+    assert state is not None and state.status == "approved"
+    state, events = decided(*LIFE, f.DeprecateFeature("f", "leaks"), f.SyncFeature("f"))
+    assert type(events[-1]).__name__ == "FeatureSyncRequested"
+
+
 # ------------------------------------------------------------------ the read model's block
 
 
