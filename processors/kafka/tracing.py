@@ -107,7 +107,9 @@ def configure(service: str, data_dir: Path, *, otlp_endpoint: str | None = None)
                 "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp-proto-http is not installed; "
                 "install it or unset the variable to write spans under the data dir"
             ) from error
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # the base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is: traces go to its /v1/traces
+        endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     else:
         path = traces_dir(data_dir) / f"{service}-{os.getpid()}.jsonl"
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))

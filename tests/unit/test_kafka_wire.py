@@ -17,6 +17,8 @@ from processors.kafka.tracing import reaction_span_id
 from processors.workbench import Workbench
 from schemas.wire import all_topics, from_record, schema_fingerprint, to_record, trace_id, traceparent
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def request(store: InMemoryEventStore, job_id: str) -> None:
     command = RequestJob(job_id, "p", "d.csv", None, "y", "auto", 60.0, 0, 1, 10)
@@ -121,3 +123,78 @@ def test_the_command_is_the_root_of_the_job_trace_and_each_reaction_hangs_under_
     ]  # fmt: skip
     tree = span_tree(records)
     assert tree[0].startswith("POST /api/v1/jobs") and tree[1].startswith("  schema JobRequested")
+
+
+def test_spans_reach_an_otlp_collector_as_one_trace(tmp_path: Path) -> None:
+    """configure(otlp_endpoint=...) exports over OTLP/HTTP: a real HTTP receiver decodes what arrives."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, ExportTraceServiceRequest]] = []
+    job_id = "3f1c2a52-8f7e-4d55-9a67-4c3b1d0e2a11"
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the http.server hook's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            received.append((self.path, request))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # its own process: `configure` installs the process-wide tracer provider
+    child = f"""
+import sys
+from pathlib import Path
+from datetime import UTC, datetime
+from commands.memory_store import InMemoryEventStore
+from commands.unit_of_work import execute
+from domain.envelope import Context
+from domain.job import RequestJob
+from processors.kafka.tracing import command_span, configure, reaction_span
+provider = configure("afep-test", Path(sys.argv[1]), otlp_endpoint="http://127.0.0.1:{server.server_port}/")
+store = InMemoryEventStore()
+with command_span("POST /api/v1/jobs", "{job_id}", "user:a"):
+    command = RequestJob("{job_id}", "p", "d.csv", None, "y", "auto", 60.0, 0, 1, 10)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    execute(store, [(command, Context(at=at, actor="user:a", tenant_id="t9", correlation_id="{job_id}"))])
+with reaction_span("schema", store.read_all()[0], 3):
+    pass
+provider.shutdown()  # flushes the batch
+"""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert received and {path for path, _ in received} == {"/v1/traces"}
+    spans = [
+        (resource.resource, span)
+        for _, req in received
+        for resource in req.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert sorted(span.name for _, span in spans) == ["POST /api/v1/jobs", "schema JobRequested"]
+    by_name = {span.name: span for _, span in spans}
+    root, reaction = by_name["POST /api/v1/jobs"], by_name["schema JobRequested"]
+    assert root.trace_id == reaction.trace_id == bytes.fromhex(job_id.replace("-", ""))
+    assert reaction.parent_span_id == root.span_id and not root.parent_span_id
+    attributes = {a.key: a.value for a in reaction.attributes}
+    assert attributes["afep.agent"].string_value == "schema"
+    assert attributes["messaging.destination.partition.id"].string_value == "3"
+    service = {a.key: a.value.string_value for a in spans[0][0].attributes}["service.name"]
+    assert service == "afep-test"
