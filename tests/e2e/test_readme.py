@@ -47,7 +47,12 @@ def test_the_readme_http_walkthrough_runs_line_by_line(tmp_path: Path) -> None:
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     out = done.stdout
     assert "event: end" in out and '"status": "completed"' in out, out[-3000:]
-    assert "event: feature_selected" in out, "the demo table has a debt/income ratio to find"
+    # modeldata credit_data: a finalist may or may not confirm for the user's model ("no feature
+    # helps" is a valid result); the feed and the selected-features list agree either way
+    selected = out.count("event: feature_selected")
+    listed = re.search(r'"items": \[(.*?)\n    \]', out, re.S)
+    assert (selected == 0) == ('"items": []' in out), out[-3000:]
+    assert selected == 0 or listed is not None
     assert '"timeline"' in out and '"state"' in out
     assert '"action": "job.create"' in out
     assert re.search(r"acme\s.*admin", out), "afep keys list shows the key"
