@@ -8,12 +8,13 @@ transaction as the events (exactly-once processing).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, StoredEvent
+from eventsourcing.persistence import IntegrityError, InternalError, ProcessRecorder, StoredEvent
 from eventsourcing.persistence import Tracking as EsTracking
 
 from commands.store import ConcurrencyConflict, Tracking
@@ -72,15 +73,18 @@ class RecorderEventStore:
 def created(make: Callable[[], Any]) -> Any:
     """A recorder whose tables exist. Processes that open a fresh store at the same instant
     (`afep relay`, workers and projector starting together) race to create the tables and
-    record the schema version; the loser's insert fails, and its second look finds them made."""
+    record the schema version; the loser's insert fails (or PostgreSQL's catalog says "tuple
+    concurrently updated" for two CREATE ... IF NOT EXISTS at once), and its next look finds
+    them made."""
     for attempt in range(3):
         recorder = make()
         try:
             recorder.create_table()
             return recorder
-        except IntegrityError:
+        except (IntegrityError, InternalError):
             if attempt == 2:
                 raise
+            time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
