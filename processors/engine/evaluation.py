@@ -457,8 +457,7 @@ def _final_confirm(trials: Trials, baseline: FeatureSet, finalists: Sequence[str
 
 
 def _final_design(plan: FoldPlan) -> str:
-    folds = round(1 / plan.final_fraction)
-    return f"{len(plan.split_indices('final')) // folds} x {folds}-fold"
+    return f"{len(plan.split_indices('final')) // plan.final_folds} x {plan.final_folds}-fold"
 
 
 def _verdict(chosen: Sequence[str], finalists: Sequence[str], n_tested: int, n_screened: int, n_final: int) -> str:

@@ -62,8 +62,13 @@ class FoldPlan:
     seed: int
     stops: tuple[np.ndarray | None, ...] = ()
     guard_rows: np.ndarray | None = None
-    final_fraction: float = 1.0 / FINAL_FOLDS
-    """Test rows / all rows of one final split (1/K): the corrected test's n_test/n."""
+    final_folds: int = FINAL_FOLDS
+    """K of the final repeated K-fold cross-validation (fewer than FINAL_FOLDS for a rare class)."""
+
+    @property
+    def final_fraction(self) -> float:
+        """Test rows / all rows of one final split (1/K): the corrected test's n_test/n."""
+        return 1.0 / self.final_folds
 
     def stop_rows(self, i: int) -> np.ndarray | None:
         """Early-stopping rows of split i (final splits), or None: it stops on its validation rows."""
@@ -175,7 +180,7 @@ def plan_folds(
         seed=seed,
         stops=tuple(stops),
         guard_rows=np.sort(guard_pos).astype(np.int64),
-        final_fraction=1.0 / final_folds,
+        final_folds=final_folds,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import fresh_postgres_database
@@ -22,8 +23,6 @@ store.close()
 
 
 def test_six_processes_open_a_fresh_store_at_once() -> None:
-    import time
-
     with fresh_postgres_database("afep_race") as url:
         at = str(time.time() + 3.0)
         procs = [
