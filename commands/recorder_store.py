@@ -9,7 +9,8 @@ transaction as the events (exactly-once processing).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -70,19 +71,20 @@ class RecorderEventStore:
             close()
 
 
-def created(make: Callable[[], Any]) -> Any:
+def created(make: Callable[[], Any], *, attempts: int = 3) -> Any:
     """A recorder whose tables exist. Processes that open a fresh store at the same instant
     (`afep relay`, workers and projector starting together) race to create the tables and
     record the schema version; the loser's insert fails (or PostgreSQL's catalog says "tuple
     concurrently updated" for two CREATE ... IF NOT EXISTS at once), and its next look finds
-    them made."""
-    for attempt in range(3):
+    them made. On PostgreSQL the creation is also serialized by an advisory lock
+    (`_creation_lock`), so the retry is the second line of defence."""
+    for attempt in range(attempts):
         recorder = make()
         try:
             recorder.create_table()
             return recorder
         except (IntegrityError, InternalError):
-            if attempt == 2:
+            if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
@@ -120,11 +122,31 @@ class PostgresEventStore(RecorderEventStore):
             pool_size=4,
             max_overflow=4,
         )
-        recorder = created(
-            lambda: PostgresProcessRecorder(
-                datastore,
-                events_table_name=f"{table_prefix}stored_events",
-                tracking_table_name=f"{table_prefix}notification_tracking",
+        with _creation_lock(url):
+            recorder = created(
+                lambda: PostgresProcessRecorder(
+                    datastore,
+                    events_table_name=f"{table_prefix}stored_events",
+                    tracking_table_name=f"{table_prefix}notification_tracking",
+                )
             )
-        )
         super().__init__(recorder, datastore)
+
+
+# Any fixed 64-bit key: the processes of one cluster agree on it.
+_CREATION_LOCK_KEY = 0x0AFE_0E5C_0001
+
+
+@contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Hold a PostgreSQL session advisory lock while the tables are created, so processes that
+    start together create them one after another (a CI run failed with six processes, three
+    retries each, all racing on the catalog). Released when the connection closes."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_CREATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATION_LOCK_KEY,))
