@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from processors.kafka.broker import KafkaConfig
 from processors.kafka.reaction import Reactor
 from schemas.wire import NotAnAfepRecord, from_record, topic_for
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def group_id(agents: Sequence[ModuleType], prefix: str) -> str:
@@ -113,12 +115,32 @@ def _add_agent(
             except NotAnAfepRecord:
                 log.warning("skipping a record without AFEP headers on %s[%d]", message.topic, message.partition)
                 continue
-            outcome = await loop.run_in_executor(
-                executor, reactor.handle, agent, envelope, message.topic, message.partition
+            where = (message.topic, message.partition)
+            outcome = await handle_until_done(
+                partial(loop.run_in_executor, executor, reactor.handle, agent, envelope, *where),
+                f"{agent.NAME} on {envelope.event_type}@{envelope.position} ({where[0]}[{where[1]}])",
             )
             log.debug("%s %s %s@%d", agent.NAME, outcome, envelope.event_type, envelope.position)
 
     app.agent(topic, name=f"afep.agents.{agent.NAME}")(consume)
+
+
+async def handle_until_done(
+    handle: Callable[[], Awaitable[T]], what: str, *, first_delay: float = 0.5, max_delay: float = 30.0
+) -> T:
+    """Run one reaction until it is recorded. A reaction fails only when its infrastructure does
+    (the event store locked or down: agent bugs and refusals fail the job inside `react`). Raising
+    would crash the faust agent, and a restarted agent may never read its stream again, so that
+    partition would stall; the reaction is idempotent (tracking), so it is retried in place, with
+    backoff, and the partition waits for it (at-least-once, in order)."""
+    delay = first_delay
+    while True:
+        try:
+            return await handle()
+        except Exception:
+            log.exception("reaction of %s failed; retrying in %.1f s", what, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
 
 
 def build_projector_app(
@@ -151,7 +173,7 @@ def build_projector_app(
     async def project(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         async for _values in stream.take(batch, within=0.5):
-            await loop.run_in_executor(executor, catch_up)
+            await handle_until_done(partial(loop.run_in_executor, executor, catch_up), "the read models' catch-up")
 
     app.agent(topic, name="afep.projector")(project)
     return app

@@ -7,6 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from commands.memory_store import InMemoryEventStore
 from commands.unit_of_work import Trace, execute, load_job
 from domain.envelope import Context
@@ -91,6 +93,46 @@ def test_a_worker_fails_the_job_whose_reaction_is_refused_and_handles_the_next(t
     a, b = load_job(store, "a"), load_job(store, "b")
     assert a is not None and a.status == "failed" and "was refused" in (a.failure or "")
     assert b is not None and b.status == "cancelled"
+
+
+def test_a_reaction_whose_store_fails_is_retried_in_place_until_it_is_recorded_once(tmp_path: Path) -> None:
+    """The store failing (locked, down) must not crash the faust agent: a crashed agent may never
+    read its partition again. The reaction is retried; tracking keeps its effect single."""
+    import asyncio
+
+    from processors.kafka.worker import handle_until_done
+
+    class Flaky(InMemoryEventStore):
+        failures = 2
+
+        def append(self, envelopes: Any, *, tracking: Any = None) -> list[int]:
+            if tracking is not None and self.failures:
+                self.failures -= 1
+                raise OSError("database is locked")
+            return super().append(envelopes, tracking=tracking)
+
+    def react(envelope: Any, store: Any, bench: Any) -> list[Any]:
+        return [Trace(envelope.event.job_id, "echo", "thought", "saw it")]
+
+    agent = SimpleNamespace(NAME="echo", SUBSCRIBES=(JobRequested,), react=react)
+    store = Flaky()
+    request(store, "j1")
+    event = next(e for e in store.read_all() if e.event_type == "JobRequested")
+    reactor = Reactor(store, Workbench(datasets_dir=tmp_path, artifacts_dir=tmp_path))
+    outcome = asyncio.run(
+        handle_until_done(
+            lambda: asyncio.to_thread(reactor.handle, agent, event, "afep.job", 0), "echo", first_delay=0.01
+        )
+    )
+    assert outcome == "reacted" and store.failures == 0
+    assert [getattr(e.event, "agent", "") for e in store.read_all()].count("echo") == 1
+    assert reactor.handle(agent, event, "afep.job", 0) == "duplicate"
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError  # a rebalance or shutdown stops the wait; it is not retried
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(handle_until_done(cancelled, "stopping", first_delay=0.01))
 
 
 def test_the_command_is_the_root_of_the_job_trace_and_each_reaction_hangs_under_its_cause() -> None:
