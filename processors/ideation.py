@@ -27,6 +27,7 @@ from processors.operators import (
     pair_candidates,
     single_candidates,
     spec_key,
+    total_candidates,
 )
 from processors.profiling import TableProfile
 from processors.research import Research
@@ -98,7 +99,12 @@ def propose(
         pool += _exploit(profile, feedback, usable, units)
     pool += _knowledge(profile, research)
     weights = _column_weights(feedback) if feedback else {}
-    search = [*pair_candidates(profile, units), *group_candidates(profile, units), *single_candidates(profile)]
+    search = [
+        *pair_candidates(profile, units),
+        *total_candidates(profile, units),
+        *group_candidates(profile, units),
+        *single_candidates(profile),
+    ]
     for cand in search:
         adjust = min((weights.get(c, 1.0) for c in cand.spec.columns), default=1.0)
         prior = min(0.95, cand.prior * adjust + rng.uniform(0.0, 0.01))

@@ -146,6 +146,77 @@ def pair_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[Ca
             )
 
 
+TOTAL_MIN_PARTS = 3  # two parts are the pair sums above
+TOTAL_MAX_PARTS = 12
+TOTAL_LIMIT = 6  # totals per table
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")  # 'Gr_Liv_Area' -> Gr Liv Area, 'TotalSF' -> Total SF
+# Last words that say what a column counts, not in which unit: a total of them is not a quantity.
+_NOT_A_UNIT = frozenset({"total", "sum", "count", "num", "number", "mean", "avg", "average", "max", "min", "std",
+                         "pct", "percent", "rate", "ratio", "per", "id", "code", "flag", "year", "yr", "month",
+                         "day", "date", "time", "score", "index", "level", "type", "cond", "qual", "error", "err", "se",
+                         "sd", "var", "variance", "worst", "median"})  # fmt: skip
+
+
+def unit_word(name: str) -> str | None:
+    """The last word of a column name, singular and lower-case: 'Open_Porch_SF' -> 'sf',
+    'total_eve_minutes' -> 'minute'; None for digits only or a word that is no unit."""
+    words = _WORD.findall(name)
+    if not words:
+        return None
+    word = words[-1].lower()
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return None if word in _NOT_A_UNIT or len(word) < 2 else word
+
+
+def _magnitude(col: ColumnProfile) -> float | None:
+    """A typical size of a non-negative quantity: its median, or its mean where most rows are 0."""
+    for value in (col.quantile("p50"), col.mean):
+        if value is not None and value > 0:
+            return float(value)
+    return None
+
+
+def total_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[Candidate]:
+    """Totals of three or more columns that measure the same thing: the same last name word
+    ('…_SF', '…_minutes', '…_Bath') or the same unit per research, non-negative, varying
+    (coefficient of variation ≥ 0.1: years and codes do not add up) and of one order of
+    magnitude. A tree cannot add columns: a total of its parts (total floor area, total
+    minutes) is a split it would need many cuts to approximate."""
+    groups: dict[str, list[ColumnProfile]] = {}
+    for c in profile.features:
+        size = _magnitude(c)
+        if c.kind != "numeric" or not c.non_negative or size is None or units.get(c.name) == "code":
+            continue
+        if c.std is None or c.mean is None or c.mean <= 0 or c.std / c.mean < 0.1:
+            continue
+        key = units.get(c.name) or unit_word(c.name)
+        if key:
+            groups.setdefault(key, []).append(c)
+    found = []
+    for key, cols in groups.items():
+        sizes = sorted(math.log10(_magnitude(c) or 1.0) for c in cols)
+        centre = sizes[len(sizes) // 2]
+        parts = [c for c in cols if abs(math.log10(_magnitude(c) or 1.0) - centre) < 1.0]
+        parts = sorted(parts, key=lambda c: (-_score(c), c.name))[:TOTAL_MAX_PARTS]
+        # 'MAUT0', 'MAUT1', 'MAUT2' are levels of one variable, not parts of a whole
+        if len(parts) < TOTAL_MIN_PARTS or len({re.sub(r"\d+", "", c.name) for c in parts}) < TOTAL_MIN_PARTS:
+            continue
+        scores = sorted((_score(c) for c in parts), reverse=True)
+        prior = min(0.95, 0.2 + 0.6 * math.sqrt(scores[0] * scores[1]) + 0.25 * scores[0] + 0.05)
+        names = tuple(sorted(c.name for c in parts))
+        found.append(
+            Candidate(
+                FeatureSpec("sum", names, (("label", f"total_{key}"),)),
+                prior,
+                f"total of the {len(names)} '{key}' columns ({', '.join(names)})",
+                f"Sum of {len(names)} non-negative columns measured in '{key}' and of one order of magnitude: "
+                "a total a tree would need many axis-aligned cuts to approximate.",
+            )
+        )
+    yield from sorted(found, key=lambda c: (-c.prior, c.spec.columns))[:TOTAL_LIMIT]
+
+
 def group_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[Candidate]:
     nums = numeric_columns(profile, units)[:8]
     for g in group_columns(profile, units)[:4]:

@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import polars as pl
+import pytest
 
 from domain.spec import FeatureSpec
 from processors.codegen import generate_code
@@ -106,6 +107,31 @@ def test_odd_column_names_are_sanitised_and_quoted() -> None:
     assert props and all(" " not in x.name and "'" not in x.name for x in props)
     for x in props:
         assert _run(x, df).len() == df.height
+
+
+def test_totals_add_columns_of_one_unit_and_one_magnitude_only() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    wheat, barley, oats = rng.gamma(4, 250, n), rng.gamma(1, 300, n), rng.gamma(3, 200, n)
+    df = pl.DataFrame(
+        {
+            "Wheat_Kg": wheat,
+            "BarleyKg": barley,  # camelCase: the same last word
+            "Oats_kg": oats,
+            "Seed_Kg": rng.gamma(0.5, 2.0, n),  # two orders of magnitude smaller: not a part
+            "Full_Bath": rng.integers(1, 4, n).astype(float),
+            "Half_Bath": rng.integers(0, 2, n).astype(float),  # two baths: the pair sums cover it
+            "Year_Built": rng.integers(1950, 2010, n).astype(float),
+            "Year_Sold": rng.integers(2006, 2011, n).astype(float),
+            "Yr_Remod": rng.integers(1950, 2010, n).astype(float),  # years add up to nothing
+            "revenue": wheat + barley + oats + rng.normal(0, 100, n),
+        }
+    )
+    p = profile_table(df, "revenue", "auto")
+    totals = [x for x in propose(p, research(p, load_knowledge_base()), round=1, seen=set(), feedback=[],
+                                 budget=200, seed=0) if x.spec.op == "sum" and len(x.spec.columns) > 2]  # fmt: skip
+    assert [(x.name, x.spec.columns) for x in totals] == [("total_kg", ("BarleyKg", "Oats_kg", "Wheat_Kg"))]
+    assert _run(totals[0], df).to_numpy() == pytest.approx(wheat + barley + oats)
 
 
 def test_proposal_round_trip() -> None:
