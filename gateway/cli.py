@@ -203,7 +203,7 @@ def _apply_one(job_dir: Path, data: str, table: str | None, out: Path, sandbox: 
 
 
 def _finish(result: dict[str, Any], out: Path) -> None:
-    from gateway.console import results_table
+    from gateway.console import finalists_table, results_table
 
     if result["status"] == "failed":
         raise UsageError(f"job failed: {result['failure']}")
@@ -220,6 +220,9 @@ def _finish(result: dict[str, Any], out: Path) -> None:
         raise SystemExit(1)
     features = json.loads((out / "features.json").read_text())
     console.print(results_table(result, features))
+    finalists = finalists_table(result)
+    if finalists is not None:
+        console.print(finalists)
     console.print(f"wrote {out / 'features.json'} and {out / 'result.json'} in {result['wall_seconds']:.1f} s")
 
 
@@ -268,7 +271,7 @@ def jobs_list(data_dir: DataDir = None) -> None:
 @jobs_app.command("show")
 def jobs_show(job_id: str, data_dir: DataDir = None) -> None:
     """A job's state and selected features."""
-    from gateway.console import results_table
+    from gateway.console import finalists_table, results_table
     from gateway.runtime_wiring import build_store
     from processors.export import export_job
 
@@ -278,6 +281,9 @@ def jobs_show(job_id: str, data_dir: DataDir = None) -> None:
     result = export_job(store, job.job_id, tmp)
     console.print_json(json.dumps(result, default=str))
     console.print(results_table(result, json.loads((tmp / "features.json").read_text())))
+    finalists = finalists_table(result)
+    if finalists is not None:
+        console.print(finalists)
 
 
 @jobs_app.command("replay")

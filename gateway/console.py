@@ -112,6 +112,32 @@ def results_table(result: dict[str, Any], features: list[dict[str, Any]]) -> Tab
             *((tokens,) if per_feature else ()),
             f.get("description", ""),
         )
+    if not features:
+        closest = "the finalists below are the closest calls" if result.get("finalists_not_selected") else ""
+        table.add_row(
+            "-", "(none)", "", "", "", *(("",) if per_feature else ()), closest or "no candidate reached the final test"
+        )
+    return table
+
+
+def finalists_table(result: dict[str, Any]) -> Table | None:
+    """The finalists the job did not select (the closest calls), or None when there were none."""
+    rows = result.get("finalists_not_selected") or []
+    if not rows:
+        return None
+    table = Table(title="finalists not selected: the closest calls, tested like the selected ones", show_lines=False)
+    for column in ("feature", "lift", "95% CI", "p (one-sided)", "why not"):
+        table.add_column(column, overflow="fold")
+    for f in rows:
+        ci = f.get("ci") or [None, None]
+        reason = str(f.get("reason") or "")
+        table.add_row(
+            f["name"],
+            _fmt(f.get("lift"), signed=True),
+            f"{_fmt(ci[0], signed=True)} .. {_fmt(ci[1], signed=True)}",
+            _fmt_p(f.get("p_value")),
+            reason.rsplit(": ", 1)[-1] if reason.startswith("not selected:") else reason,
+        )
     return table
 
 

@@ -74,6 +74,32 @@ def selected_records(job: Job, features: list[Feature]) -> list[dict[str, Any]]:
     return records
 
 
+def unselected_finalists(job: Job, features: list[Feature]) -> list[dict[str, Any]]:
+    """The finalists a job did not select, closest call (lowest p) first: what a user reads
+    when a job says "no feature helps", with the final test's numbers and why each stopped."""
+    chosen = set(job.selected_ids)
+    records = []
+    for f in features:
+        final = [e for e in f.evaluations if e.stage == "select"]
+        if not final or f.feature_id in chosen:
+            continue
+        e = final[-1]
+        records.append(
+            {
+                "feature_id": f.feature_id,
+                "name": f.proposal.name,
+                "description": f.proposal.description,
+                "round": e.round,
+                "lift": e.lift,
+                "ci": [e.ci_low, e.ci_high],
+                "p_value": e.p_value,
+                "reason": e.reason,
+            }
+        )
+    records.sort(key=lambda r: (r["p_value"] is None, r["p_value"], r["name"]))
+    return records
+
+
 def experiment_record(job: Job) -> dict[str, Any] | None:
     """Where the job is tracked (MLflow experiment and parent run), once the tracking agent has logged it."""
     if job.experiment is None:
@@ -108,6 +134,7 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
         "target": job.request.target,
         "source": job.request.source,
         "counts": {"proposed": n.proposed, "executed": n.executed, "failed": n.failed, "selected": n.selected},
+        "finalists_not_selected": unselected_finalists(job, features),
         "wall_seconds": wall,
         "failure": job.failure,
         "llm_usage": usage.to_dict(),

@@ -148,6 +148,10 @@ def test_run_apply_and_replay(tmp_path: Path) -> None:
     assert all(f["p_value"] <= FINAL_ALPHA and f["ci"][0] < f["lift"] < f["ci"][1] and f["lift"] > 0 for f in features)
     assert all("corrected repeated cross-validation t-test" in f["selection_reason"] for f in features)
     assert all(len(f["code_hash"]) == 64 for f in features)
+    # the closest calls: finalists tested like the selected ones, shown with why they were not selected
+    for f in result["finalists_not_selected"]:
+        assert f["name"] not in {g["name"] for g in features} and f["reason"].startswith("not selected:")
+        assert f["name"] in run.stdout and f["ci"][0] <= f["lift"] <= f["ci"][1]
     # the evaluation's tool_call says which boosting step the job's fits used, and why
     with sqlite3.connect(data_dir / "events.db") as conn:
         calls = [
