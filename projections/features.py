@@ -196,12 +196,16 @@ def list_features(
     job_id: str | None = None,
     status: str | None = None,
     name: str | None = None,
+    eval_stage: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
+    """A page of the tenant's features, newest first. `eval_stage` is the last evaluation stage
+    reached: "select" gives a job's finalists (with `status="rejected"`: the closest calls)."""
     limit = clamp_limit(limit)
     where, params = ["tenant_id = ?"], [tenant_id]
-    for column, value in (("project_id", project_id), ("job_id", job_id), ("status", status), ("name", name)):
+    filters = (("project_id", project_id), ("job_id", job_id), ("status", status), ("name", name))
+    for column, value in (*filters, ("eval_stage", eval_stage)):
         if value:
             where.append(f"{column} = ?")
             params.append(value)

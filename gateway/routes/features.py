@@ -51,6 +51,10 @@ def list_features(
     job_id: str | None = None,
     status: str | None = None,
     name: str | None = None,
+    eval_stage: Annotated[
+        str | None,
+        Query(description="last evaluation stage reached: screen, confirm or select (the finalists)"),
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PageOut:
@@ -62,6 +66,7 @@ def list_features(
             job_id=job_id,
             status=status,
             name=name,
+            eval_stage=eval_stage,
             cursor=cursor,
             limit=limit,
         )

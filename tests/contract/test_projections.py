@@ -152,6 +152,10 @@ class ProjectionContract:
         approved = features.get_feature(db, "acme", "j1-f0")
         assert approved is not None and approved["status"] == "approved" and approved["approved_by"] == "alice"
         assert approved["lift"] == 0.02 and approved["source_columns"] == ["a", "b"] and approved["exec_ok"] is True
+        # the last evaluation stage each feature reached filters the list (the finalists: "select")
+        reached = features.list_features(db, "acme", job_id="j1", eval_stage="confirm").items
+        assert [f["id"] for f in reached] == ["j1-f0"]
+        assert features.list_features(db, "acme", job_id="j1", eval_stage="select").items == []
 
     def test_tenant_scoping(self, projector: Projector, store: EventStore, db: Database) -> None:
         run_job(store, "j1")

@@ -160,6 +160,10 @@ def test_tenant_isolation_is_404(api: Api) -> None:
     assert api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=other).status_code == 404
     assert api.client.post("/api/v1/features/f1/approve", headers=other).status_code == 404
     assert api.client.get("/api/v1/jobs", headers=other).json()["items"] == []
+    by_stage = {"job_id": job_id, "eval_stage": "confirm"}  # the stage its evaluation reached
+    finalists = api.client.get("/api/v1/features", params=by_stage, headers=acme).json()["items"]
+    assert [f["id"] for f in finalists] == ["f1"]
+    assert api.client.get("/api/v1/features", params=by_stage, headers=other).json()["items"] == []
     # a job for another tenant's project is refused too
     r = api.client.post("/api/v1/jobs", json={"project_id": "p1", "source": "d.csv", "target": "y"}, headers=other)
     assert r.status_code == 404
