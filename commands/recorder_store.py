@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -111,18 +111,21 @@ class PostgresEventStore(RecorderEventStore):
         from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 
         parsed = urlparse(url)
+        params: dict[str, Any] = {
+            "dbname": (parsed.path or "/").lstrip("/") or "postgres",
+            "host": parsed.hostname or "127.0.0.1",
+            "port": parsed.port or 5432,
+            "user": unquote(parsed.username or "postgres"),
+            "password": unquote(parsed.password or ""),
+        }
         datastore = PostgresDatastore(
-            dbname=(parsed.path or "/").lstrip("/") or "postgres",
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 5432,
-            user=unquote(parsed.username or "postgres"),
-            password=unquote(parsed.password or ""),
+            **params,
             originator_id_type="text",
             schema=schema,
             pool_size=4,
             max_overflow=4,
         )
-        with _creation_lock(url):
+        with _creation_lock(params):
             recorder = created(
                 lambda: PostgresProcessRecorder(
                     datastore,
@@ -138,15 +141,18 @@ _CREATION_LOCK_KEY = 0x0AFE_0E5C_0001
 
 
 @contextmanager
-def _creation_lock(url: str) -> Iterator[None]:
+def _creation_lock(params: dict[str, Any]) -> Iterator[None]:
     """Hold a PostgreSQL session advisory lock while the tables are created, so processes that
     start together create them one after another (a CI run failed with six processes, three
-    retries each, all racing on the catalog). Released when the connection closes."""
+    retries each, all racing on the catalog). `params` are the store's own connection values.
+    Closing the connection releases the lock; a holder stuck for a minute makes this fail."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(**params, autocommit=True, connect_timeout=30) as conn:
+        conn.execute("SET lock_timeout = '60s'")
         conn.execute("SELECT pg_advisory_lock(%s)", (_CREATION_LOCK_KEY,))
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATION_LOCK_KEY,))
+            with suppress(psycopg.Error):  # a broken connection has released it already
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATION_LOCK_KEY,))

@@ -190,17 +190,21 @@ def total_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[C
             continue
         if c.std is None or c.mean is None or c.mean <= 0 or c.std / c.mean < 0.1:
             continue
-        key = units.get(c.name) or unit_word(c.name)
-        if key:
+        unit = units.get(c.name)
+        key = unit.lower() if unit else unit_word(c.name)
+        if key and key not in _NOT_A_UNIT and not key.endswith(("year", "years", "level", "ratio")):
             groups.setdefault(key, []).append(c)
     found = []
     for key, cols in groups.items():
         sizes = sorted(math.log10(_magnitude(c) or 1.0) for c in cols)
         centre = sizes[len(sizes) // 2]
         parts = [c for c in cols if abs(math.log10(_magnitude(c) or 1.0) - centre) < 1.0]
-        parts = sorted(parts, key=lambda c: (-_score(c), c.name))[:TOTAL_MAX_PARTS]
-        # 'MAUT0', 'MAUT1', 'MAUT2' are levels of one variable, not parts of a whole
-        if len(parts) < TOTAL_MIN_PARTS or len({re.sub(r"\d+", "", c.name) for c in parts}) < TOTAL_MIN_PARTS:
+        # 'MAUT0', 'MAUT1', 'MAUT2' are levels of one variable, not parts of a whole: one part per stem
+        stems: dict[str, ColumnProfile] = {}
+        for c in sorted(parts, key=lambda c: (-_score(c), c.name)):
+            stems.setdefault(re.sub(r"\d+", "", c.name), c)
+        parts = list(stems.values())[:TOTAL_MAX_PARTS]
+        if len(parts) < TOTAL_MIN_PARTS:
             continue
         scores = sorted((_score(c) for c in parts), reverse=True)
         prior = min(0.95, 0.2 + 0.6 * math.sqrt(scores[0] * scores[1]) + 0.25 * scores[0] + 0.05)

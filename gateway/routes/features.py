@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query
@@ -52,7 +52,7 @@ def list_features(
     status: str | None = None,
     name: str | None = None,
     eval_stage: Annotated[
-        str | None,
+        Literal["screen", "confirm", "select"] | None,
         Query(description="last evaluation stage reached: screen, confirm or select (the finalists)"),
     ] = None,
     cursor: str | None = None,

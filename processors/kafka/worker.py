@@ -125,19 +125,32 @@ def _add_agent(
     app.agent(topic, name=f"afep.agents.{agent.NAME}")(consume)
 
 
+def transient(error: BaseException) -> bool:
+    """A failure of the infrastructure that a later attempt may not meet: the store locked,
+    unreachable or busy, a write that lost a race. Anything else is a bug and is raised."""
+    from eventsourcing.persistence import InterfaceError, InternalError, OperationalError
+
+    from commands.store import ConcurrencyConflict
+
+    return isinstance(error, InterfaceError | InternalError | OperationalError | ConcurrencyConflict | OSError)
+
+
 async def handle_until_done(
     handle: Callable[[], Awaitable[T]], what: str, *, first_delay: float = 0.5, max_delay: float = 30.0
 ) -> T:
-    """Run one reaction until it is recorded. A reaction fails only when its infrastructure does
-    (the event store locked or down: agent bugs and refusals fail the job inside `react`). Raising
-    would crash the faust agent, and a restarted agent may never read its stream again, so that
-    partition would stall; the reaction is idempotent (tracking), so it is retried in place, with
-    backoff, and the partition waits for it (at-least-once, in order)."""
+    """Run one reaction until it is recorded. Agent bugs and refused commands already fail the
+    job inside `react`; what reaches here is the store failing (locked, down) or a bug in the
+    runtime. A transient failure is retried in place, with backoff, and the partition waits for
+    it (at-least-once, in order; tracking keeps the recorded effect single): raising would crash
+    the faust agent, and a restarted faust agent may never read its partition again. Anything
+    else is raised, as before, so that a bug shows instead of looping."""
     delay = first_delay
     while True:
         try:
             return await handle()
-        except Exception:
+        except Exception as error:
+            if not transient(error):
+                raise
             log.exception("reaction of %s failed; retrying in %.1f s", what, delay)
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2)

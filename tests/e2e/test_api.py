@@ -164,6 +164,8 @@ def test_tenant_isolation_is_404(api: Api) -> None:
     finalists = api.client.get("/api/v1/features", params=by_stage, headers=acme).json()["items"]
     assert [f["id"] for f in finalists] == ["f1"]
     assert api.client.get("/api/v1/features", params=by_stage, headers=other).json()["items"] == []
+    typo = api.client.get("/api/v1/features", params={"eval_stage": "final"}, headers=acme)
+    assert typo.status_code == 422 and "select" in typo.text
     # a job for another tenant's project is refused too
     r = api.client.post("/api/v1/jobs", json={"project_id": "p1", "source": "d.csv", "target": "y"}, headers=other)
     assert r.status_code == 404

@@ -60,15 +60,15 @@ def finished_job(store: InMemoryEventStore, tmp_path: Path, *, select_first: boo
             ],
         )
     execute(store, [(job.CompleteStage("j1", 1, "ideation", ("f0", "f1", "f2"), 3, 0), ctx(5))])
-    stages = (("select", 0.004, 0.01), ("select", -0.001, 0.65), ("confirm", 0.002, 0.2))
+    stages = (("select", 0.001, 0.40), ("select", 0.004, 0.01), ("confirm", 0.002, 0.2))
     for i, (stage, lift, p) in enumerate(stages):
-        head = "selected" if (i == 0 and select_first) else "not selected"
+        head = "selected" if (i == 1 and select_first) else "not selected"
         reason = f"{head}: {lift:+.4f} AUC (...) by a corrected repeated cross-validation t-test: {WHY}"
         execute(store, [(feature.RecordEvaluation(f"f{i}", 1, stage, "roc_auc", 0.01, lift, lift - 0.01, lift + 0.01,
                                                   p, None, reason), ctx(6))])  # fmt: skip
-    chosen = ("f0",) if select_first else ()
+    chosen = ("f1",) if select_first else ()
     if select_first:
-        execute(store, [(feature.SelectFeature("f0", 1, "selected"), ctx(7))])
+        execute(store, [(feature.SelectFeature("f1", 1, "selected"), ctx(7))])
     execute(store, [(job.CompleteJob("j1", chosen, "roc_auc", 0.80, 0.81 if chosen else 0.80, "{}"), ctx(8))])
 
 
@@ -84,7 +84,7 @@ def test_the_result_names_the_finalists_not_selected_closest_first(tmp_path: Pat
     result = export_job(store, "j1", tmp_path / "out")
     assert json.loads((tmp_path / "out" / "result.json").read_text()) == json.loads(json.dumps(result, default=str))
     names = [f["name"] for f in result["finalists_not_selected"]]
-    assert names == ["ratio_a_b", "diff_a_b"]  # lowest p first; log_c never reached the final test
+    assert names == ["diff_a_b", "ratio_a_b"]  # lowest p first; log_c never reached the final test
     text = render(finalists_table(result)) + render(results_table(result, []))
     assert "no feature helps" in text and "closest calls" in text
     assert WHY[:30] in text and "ratio_a_b" in text and "log_c" not in text
@@ -94,5 +94,5 @@ def test_a_selected_finalist_is_not_listed_as_a_closest_call(tmp_path: Path) -> 
     store = InMemoryEventStore()
     finished_job(store, tmp_path, select_first=True)
     result = export_job(store, "j1", tmp_path / "out")
-    assert [f["name"] for f in result["finalists_not_selected"]] == ["diff_a_b"]
-    assert [f["name"] for f in json.loads((tmp_path / "out" / "features.json").read_text())] == ["ratio_a_b"]
+    assert [f["name"] for f in result["finalists_not_selected"]] == ["ratio_a_b"]
+    assert [f["name"] for f in json.loads((tmp_path / "out" / "features.json").read_text())] == ["diff_a_b"]

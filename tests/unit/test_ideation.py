@@ -8,7 +8,7 @@ from domain.spec import FeatureSpec
 from processors.codegen import generate_code
 from processors.ideation import Feedback, Proposal, propose
 from processors.knowledge import load_knowledge_base
-from processors.operators import spec_key
+from processors.operators import spec_key, total_candidates
 from processors.profiling import profile_table
 from processors.research import research
 
@@ -132,6 +132,9 @@ def test_totals_add_columns_of_one_unit_and_one_magnitude_only() -> None:
                                  budget=200, seed=0) if x.spec.op == "sum" and len(x.spec.columns) > 2]  # fmt: skip
     assert [(x.name, x.spec.columns) for x in totals] == [("total_kg", ("BarleyKg", "Oats_kg", "Wheat_Kg"))]
     assert _run(totals[0], df).to_numpy() == pytest.approx(wheat + barley + oats)
+    # a research unit that does not add up (ages in years, levels, ratios) makes no total either
+    years = {c: "years" for c in ("Wheat_Kg", "BarleyKg", "Oats_kg")}
+    assert [c.spec.columns for c in total_candidates(p, years)] == []
 
 
 def test_proposal_round_trip() -> None:

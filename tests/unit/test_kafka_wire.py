@@ -128,6 +128,12 @@ def test_a_reaction_whose_store_fails_is_retried_in_place_until_it_is_recorded_o
     assert [getattr(e.event, "agent", "") for e in store.read_all()].count("echo") == 1
     assert reactor.handle(agent, event, "afep.job", 0) == "duplicate"
 
+    async def broken() -> None:
+        raise KeyError("a bug, not the store")  # raised at once: retrying would hide it
+
+    with pytest.raises(KeyError):
+        asyncio.run(handle_until_done(broken, "a bug", first_delay=0.01))
+
     async def cancelled() -> None:
         raise asyncio.CancelledError  # a rebalance or shutdown stops the wait; it is not retried
 
