@@ -71,20 +71,23 @@ class RecorderEventStore:
             close()
 
 
-def created(make: Callable[[], Any], *, attempts: int = 3) -> Any:
+ATTEMPTS = 3  # to create the tables
+
+
+def created(make: Callable[[], Any]) -> Any:
     """A recorder whose tables exist. Processes that open a fresh store at the same instant
     (`afep relay`, workers and projector starting together) race to create the tables and
     record the schema version; the loser's insert fails (or PostgreSQL's catalog says "tuple
     concurrently updated" for two CREATE ... IF NOT EXISTS at once), and its next look finds
     them made. On PostgreSQL the creation is also serialized by an advisory lock
     (`_creation_lock`), so the retry is the second line of defence."""
-    for attempt in range(attempts):
+    for attempt in range(ATTEMPTS):
         recorder = make()
         try:
             recorder.create_table()
             return recorder
         except (IntegrityError, InternalError):
-            if attempt == attempts - 1:
+            if attempt == ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

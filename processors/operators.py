@@ -184,9 +184,10 @@ def total_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[C
     magnitude. A tree cannot add columns: a total of its parts (total floor area, total
     minutes) is a split it would need many cuts to approximate."""
     groups: dict[str, list[ColumnProfile]] = {}
+    size: dict[str, float] = {}  # log10 of each part's typical size
     for c in profile.features:
-        size = _magnitude(c)
-        if c.kind != "numeric" or not c.non_negative or size is None or units.get(c.name) == "code":
+        typical = _magnitude(c)
+        if c.kind != "numeric" or not c.non_negative or typical is None or units.get(c.name) == "code":
             continue
         if c.std is None or c.mean is None or c.mean <= 0 or c.std / c.mean < 0.1:
             continue
@@ -194,11 +195,11 @@ def total_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[C
         key = unit.lower() if unit else unit_word(c.name)
         if key and key not in _NOT_A_UNIT and not key.endswith(("year", "years", "level", "ratio")):
             groups.setdefault(key, []).append(c)
+            size[c.name] = math.log10(typical)
     found = []
     for key, cols in groups.items():
-        sizes = sorted(math.log10(_magnitude(c) or 1.0) for c in cols)
-        centre = sizes[len(sizes) // 2]
-        parts = [c for c in cols if abs(math.log10(_magnitude(c) or 1.0) - centre) < 1.0]
+        centre = sorted(size[c.name] for c in cols)[len(cols) // 2]
+        parts = [c for c in cols if abs(size[c.name] - centre) < 1.0]
         # 'MAUT0', 'MAUT1', 'MAUT2' are levels of one variable, not parts of a whole: one part per stem
         stems: dict[str, ColumnProfile] = {}
         for c in sorted(parts, key=lambda c: (-_score(c), c.name)):
@@ -207,7 +208,7 @@ def total_candidates(profile: TableProfile, units: dict[str, str]) -> Iterator[C
         if len(parts) < TOTAL_MIN_PARTS:
             continue
         scores = sorted((_score(c) for c in parts), reverse=True)
-        prior = min(0.95, 0.2 + 0.6 * math.sqrt(scores[0] * scores[1]) + 0.25 * scores[0] + 0.05)
+        prior = min(0.95, 0.25 + 0.6 * math.sqrt(scores[0] * scores[1]) + 0.25 * scores[0])
         names = tuple(sorted(c.name for c in parts))
         found.append(
             Candidate(
