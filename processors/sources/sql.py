@@ -2,8 +2,12 @@
 
 sqlglot parses it; DDL, DML, PRAGMA, COPY, ATTACH, SET, transactions, system
 catalogs, file readers and server functions that touch files, sessions or other
-databases are refused. The database session is read-only as well (see the
-backends): this is the first of two locks, not the only one.
+databases are refused. Functions are allowed, not merely not refused: a call
+sqlglot knows (its typed functions: standard math, string, date, aggregate and
+window functions) passes unless it is on the refused list, and any other name
+must be in EXTRA_FUNCTIONS, so an unknown server function (an extension's, a
+user-defined one) is refused by default. The database session is read-only as
+well (see the backends): this is the first of two locks, not the only one.
 """
 
 from __future__ import annotations
@@ -120,6 +124,35 @@ _DANGEROUS_PREFIXES = (
 )
 _DANGEROUS_SUFFIXES = ("_scan", "_attach")
 _DANGEROUS_PARTS = ("xml",)  # query_to_xml, cursor_to_xml, table_to_xml, ...: they run a query
+# Functions sqlglot parses as anonymous calls that the explorer runs anyway: computation on
+# the values of a row or a group, nothing that reads files, settings, sessions or catalogs.
+# A name not here and not a sqlglot function is refused (allowlist, not only the denylist above).
+EXTRA_FUNCTIONS = frozenset({
+    # math and text
+    "gcd", "lcm", "isfinite", "isnan", "isinf", "even", "octet_length", "btrim", "quote", "printf", "format",
+    "levenshtein", "jaro_winkler_similarity", "damerau_levenshtein", "hamming", "soundex", "string_split",
+    "str_split", "prefix", "suffix", "regexp_matches", "regexp_split_to_array",
+    # dates and times
+    "to_date", "to_timestamp", "make_date", "make_time", "make_timestamp", "datepart", "date_part", "age", "dateadd",
+    "date_format", "strftime", "strptime", "julianday", "unixepoch", "epoch", "epoch_ms", "from_days", "to_days",
+    "weekday", "yearweek", "timestampadd", "unix_timestamp", "from_unixtime", "timezone", "isoyear", "isodow",
+    "century", "decade", "millennium", "era", "now", "date", "time", "datetime",
+    # aggregates
+    "mean", "quantile_cont", "quantile_disc", "every", "entropy", "histogram", "product", "fsum", "sumkahan", "favg",
+    "bit_and", "bit_or", "bit_xor",
+    # JSON
+    "json_extract", "json_extract_string", "json_value", "json_array_length", "json_array", "json_valid",
+    "json_build_object", "json_build_array", "json_agg", "jsonb_agg", "jsonb_extract_path", "jsonb_extract_path_text",
+    "json_extract_path", "json_extract_path_text", "jsonb_path_query", "jsonb_path_query_first", "jsonb_path_exists",
+    "jsonb_array_length", "jsonb_typeof", "json_typeof", "jsonb_build_object", "jsonb_build_array",
+    "json_object_keys", "jsonb_object_keys", "json_each", "jsonb_each", "json_each_text", "jsonb_each_text",
+    "json_array_elements", "jsonb_array_elements", "json_array_elements_text", "jsonb_array_elements_text", "to_json",
+    "to_jsonb", "json_unquote", "json_contains", "json_length", "json_search", "json_quote", "json_keys", "json_type",
+    # lists, series, hashes
+    "cardinality", "list_value", "list_contains", "list_extract", "list_sort", "list_distinct", "list_aggregate",
+    "list_sum", "list_reverse", "list_concat", "list_filter", "list_transform", "range", "generate_series",
+    "struct_pack", "element_at", "unnest", "base64", "from_hex", "to_hex", "hash", "md5", "sha1", "sha256", "sha2",
+})  # fmt: skip
 # Call nodes whose name is the identifier in `this` (not the class's own name).
 _NAMED_BY_THIS = tuple(
     getattr(exp, name)
@@ -191,6 +224,14 @@ def _validate(sql: str, dialect: str) -> exp.Query:
         for name in _function_names(node):
             if is_dangerous(name):
                 raise RejectedQuery(f"{name}() is not allowed in an exploratory query; query the source's tables")
+        if isinstance(node, _NAMED_BY_THIS):
+            [name] = _function_names(node)
+            if name not in EXTRA_FUNCTIONS:
+                raise RejectedQuery(
+                    f"{name[:100]}() is not a function the explorer runs: it allows standard SQL math, string, "
+                    "date, JSON, aggregate and window functions; rewrite the query with those, or run it in "
+                    "your own SQL client"
+                )
         if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
             qualifier = node.this.name.lower() if isinstance(node.this, exp.Expression) else str(node.this)
             if qualifier in SYSTEM_SCHEMAS:

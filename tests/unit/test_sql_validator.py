@@ -11,7 +11,7 @@ import pytest
 
 from processors.sources.errors import RejectedQuery
 from processors.sources.servers import mysql_grants_read_files
-from processors.sources.sql import is_dangerous, limited, validate
+from processors.sources.sql import EXTRA_FUNCTIONS, is_dangerous, limited, validate
 
 REFUSED = [
     # quoted identifiers: the database folds them to the same function
@@ -60,6 +60,14 @@ REFUSED = [
     ("postgresql", "select * from t, lateral ts_stat('select 1') s", "ts_stat()"),
     ("postgresql", "select (select pg_read_file('/etc/passwd')) as x", "pg_read_file()"),
     ("postgresql", "select coalesce(null, query_to_xml('select 1', true, true, ''))", "query_to_xml()"),
+    # allowlist: a function neither sqlglot nor EXTRA_FUNCTIONS knows is refused, refused list or not
+    ("postgresql", "select txid_current()", "not a function the explorer runs"),
+    ("postgresql", "select has_table_privilege('items', 'select')", "not a function the explorer runs"),
+    ("postgresql", "select my_udf(amount) from items", "not a function the explorer runs"),
+    ("postgresql", "select public.my_udf(amount) from items", "not a function the explorer runs"),
+    ("duckdb", "select * from my_table_macro()", "not a function the explorer runs"),
+    ("mysql", "select uuid_short()", "not a function the explorer runs"),
+    ("sqlite", "select zipfile('x')", "not a function the explorer runs"),
 ]
 
 
@@ -78,6 +86,15 @@ ALLOWED = [
     ("mysql", "select `id`, date_format(now(), '%Y') from `items` where id in (select id from items)"),
     ("duckdb", "select id, repeat('x', 3), list_value(1, 2) from data order by id"),
     ("sqlite", "select id, substr(name, 1, 2) from items"),
+    # standard analytical functions, typed by sqlglot or in EXTRA_FUNCTIONS
+    ("duckdb", "select quantile_cont(x, 0.5), median(x), date_part('year', d), list_sort(l) from data"),
+    ("sqlite", "select julianday(d), strftime('%Y', d), iif(x > 1, 1, 0) from items"),
+    ("mysql", "select date_format(d, '%Y'), ifnull(x, 0), timestampdiff(day, a, b) from items"),
+    (
+        "postgresql",
+        "select date_part('year', d), percentile_cont(0.5) within group (order by x), "
+        "row_number() over (order by x), jsonb_typeof(j) from items",
+    ),
 ]
 
 
@@ -112,3 +129,7 @@ def test_ordinary_functions_are_not_dangerous(name: str) -> None:
 )
 def test_mysql_grants_that_read_server_files(grants: list[str], reads_files: bool) -> None:
     assert mysql_grants_read_files(grants) is reads_files
+
+
+def test_no_allowed_function_is_a_refused_one() -> None:
+    assert sorted(name for name in EXTRA_FUNCTIONS if is_dangerous(name)) == []
