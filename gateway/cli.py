@@ -22,7 +22,7 @@ from rich.console import Console
 from commands.unit_of_work import execute, load_job
 from domain.envelope import Context
 from domain.errors import DomainError
-from domain.job import DEFAULT_MAX_ROUNDS, MAX_LLM_TOKENS, MAX_LLM_USD, RequestJob, RetryJob
+from domain.job import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_ROUNDS, MAX_LLM_TOKENS, MAX_LLM_USD, RequestJob, RetryJob
 from domain.validation import MAX_BUDGET_SECONDS
 from gateway import distributed, webhooks_cli
 from gateway.features_cli import features_app
@@ -80,7 +80,7 @@ def run(
     max_rounds: Annotated[
         int, typer.Option(help="rounds at most (a second round explores around what the first kept)")
     ] = DEFAULT_MAX_ROUNDS,
-    max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = 200,
+    max_candidates: Annotated[int, typer.Option(help="candidates in the first round at most")] = DEFAULT_MAX_CANDIDATES,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
     entity: Annotated[
         str | None,

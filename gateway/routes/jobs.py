@@ -38,7 +38,7 @@ class JobRequest(BaseModel):
     budget_seconds: Budget = 600.0
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     max_rounds: int = Field(default=job.DEFAULT_MAX_ROUNDS, ge=1, le=100)
-    max_candidates: int = Field(default=50, ge=1, le=10_000)
+    max_candidates: int = Field(default=job.DEFAULT_MAX_CANDIDATES, ge=1, le=job.MAX_CANDIDATES)
     job_id: ClientId | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
     entity: Name | None = Field(
         default=None, description="the key column features are served by (Feast entity); default: the id column found"
