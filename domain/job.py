@@ -36,6 +36,7 @@ def job_stream(job_id: str) -> str:
 DEFAULT_MAX_ROUNDS = 1
 # Candidates in a first round, the same for the CLI and the API: what the benchmark measures.
 DEFAULT_MAX_CANDIDATES = 200
+MAX_KEEP_COLUMNS = 1000
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class RequestJob:
     entity: str | None = None  # the key column features are served by; None: the profile's id column
     llm_budget_tokens: int | None = None  # LLM tokens (in + out) the job may spend; None: the deployment's default
     llm_budget_usd: float | None = None  # LLM cost the job may spend, in US dollars; None: no cost cap
+    # Columns the user vouches for: the schema agent keeps them even when it suspects leakage or an id.
+    keep_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ class JobRequested:
     entity: str | None = None
     llm_budget_tokens: int | None = None
     llm_budget_usd: float | None = None
+    keep_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -449,6 +453,12 @@ def check_request(command: RequestJob) -> None:
         validation.check_name("entity", command.entity)
         if command.entity == command.target:
             raise InvalidInput(f"the entity column {command.entity!r} is the target; name the table's key column")
+    if len(command.keep_columns) > MAX_KEEP_COLUMNS:
+        raise InvalidInput(f"keep_columns names {len(command.keep_columns)} columns; at most {MAX_KEEP_COLUMNS}")
+    for column in command.keep_columns:
+        validation.check_name("keep_columns", column)
+        if column == command.target:
+            raise InvalidInput(f"a column to keep (--keep, keep_columns) is the target {column!r}; keep features")
     if command.task not in TASKS:
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {command.task!r}")
     validation.check_number("budget_seconds", command.budget_seconds, 0, validation.MAX_BUDGET_SECONDS, low_open=True)

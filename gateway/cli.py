@@ -86,6 +86,13 @@ def run(
         str | None,
         typer.Option(help="the table's key column, which approved features are served by (default: its id column)"),
     ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep",
+            help="a column you vouch for (repeatable): kept even if the schema agent suspects it leaks the target",
+        ),
+    ] = None,
     llm_budget: Annotated[
         int | None,
         typer.Option(
@@ -147,6 +154,7 @@ def run(
         entity,
         llm_budget_tokens=llm_budget,
         llm_budget_usd=llm_budget_usd,
+        keep_columns=tuple(dict.fromkeys(keep or ())),
     )
     execute(store, [(command, Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job_id))])
     console.print(f"[bold]job {job_id}[/] on {data} -> target {target!r} (data dir {settings.data_dir})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -47,7 +48,10 @@ POSITIVE_LABELS = (
     "purchase",
     "m",
 )
-ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key|rownames?|index|row_?num(ber)?)($|_|\b)|id$", re.I)
+ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key|rownames?|index|row_?num(ber)?)($|_|\b)", re.I)
+# 'customerId', 'userid': an id suffix without a separator. Also 'paid', 'valid', 'fluid', so it
+# marks an id only in integer or text columns, never in a float one ('amount_paid').
+ID_SUFFIX = re.compile(r"id$", re.I)
 HIGH_NULL_RATE, SKEW_LIMIT, LEAK_LIMIT, SAMPLE_ROWS = 0.3, 2.0, 0.98, 5000
 MIN_ROWS, MIN_CLASS_ROWS = 50, 10
 """What the evaluation needs (`engine/folds.py`): 20% guard rows in two halves and K-fold (K <= n // 4) over
@@ -104,6 +108,24 @@ class MulticlassTarget(InputError):
         super().__init__(
             f"target {target!r} has {n_classes} classes; AFEP handles binary classification and regression — "
             "pick a binary target, or task regression (--task regression) for an ordinal one"
+        )
+
+
+class UnknownKeptColumn(InputError):
+    def __init__(self, missing: list[str], columns: list[str]) -> None:
+        shown = ", ".join(columns[:12]) + (", …" if len(columns) > 12 else "")
+        super().__init__(
+            f"{', '.join(repr(c) for c in missing[:5])}, to keep (--keep, keep_columns), is not a column of the "
+            f"table (columns: {shown}); name columns of this table"
+        )
+
+
+class NothingToLearnFrom(InputError):
+    def __init__(self, excluded: list[Flag]) -> None:
+        reasons = "; ".join(f"{f.column} ({f.reason})" for f in excluded[:5]) + ("; …" if len(excluded) > 5 else "")
+        super().__init__(
+            f"every column besides the target was excluded: {reasons}. Nothing is left to build features from; "
+            "if a leakage suspect is a legitimate input, keep it with --keep COLUMN (API: keep_columns)"
         )
 
 
@@ -199,8 +221,13 @@ def _column_from_dict(data: dict[str, Any]) -> ColumnProfile:
     return ColumnProfile(**d)
 
 
-def profile_table(df: pl.DataFrame, target: str, task: Task = "auto") -> TableProfile:
-    """Profile every column, resolve the task and flag ids, leaks and constants."""
+def profile_table(df: pl.DataFrame, target: str, task: Task = "auto", keep: Collection[str] = ()) -> TableProfile:
+    """Profile every column, resolve the task and flag ids, leaks and constants.
+
+    `keep`: columns the user vouches for. A kept column is never excluded as a leakage
+    suspect (the suspicion stays in `leakage` and in the warnings); ids and constants are
+    excluded all the same.
+    """
     if df.height == 0 or df.width == 0:
         raise EmptyTable(f"{df.height} rows, {df.width} columns")
     if target not in df.columns:
@@ -212,6 +239,8 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto") -> TablePr
         raise TargetHasNulls(target, n_null, df.height)
     if y_raw.n_unique() < 2:
         raise ConstantTarget(target, str(y_raw[0]))
+    if missing := [c for c in keep if c not in df.columns]:
+        raise UnknownKeptColumn(missing, df.columns)
     resolved = _resolve_task(y_raw, task)
     classes: tuple[str, ...] = ()
     positive: str | None = None
@@ -243,8 +272,9 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto") -> TablePr
         if p.kind == "id" and p.name != target
     ]
     excluded += [Flag(p.name, "constant column") for p in profiles if p.kind == "constant" and p.name != target]
-    excluded += [Flag(f.column, f"leakage suspect: {f.reason}") for f in leakage]
+    excluded += [Flag(f.column, f"leakage suspect: {f.reason}") for f in leakage if f.column not in keep]
     warnings = [f"{p.name}: {w}" for p in profiles for w in p.warnings if p.name != target and p.kind not in ("id",)]
+    warnings += [f"{f.column}: kept on request, a leakage suspect ({f.reason})" for f in leakage if f.column in keep]
     if resolved == "classification" and len(classes) == 2 and positive is not None:
         rate = float((y_raw.cast(pl.String) == positive).mean() or 0.0)
         if rate < 0.1:
@@ -366,7 +396,7 @@ def _kind(col: pl.Series, non_null: pl.Series, n_unique: int, n: int, is_target:
     unique_per_row = n_unique == n and n > 1
     if (
         not is_target
-        and ID_NAME.search(col.name)
+        and (ID_NAME.search(col.name) or (ID_SUFFIX.search(col.name) and not dtype.is_float()))
         and (unique_per_row or not dtype.is_float())
         and (unique_per_row or n_unique > 0.9 * n)
     ):
@@ -501,6 +531,12 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float:
         return 0.5
     ranks = pl.Series(score).rank("average").to_numpy()
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def require_features(profile: TableProfile) -> None:
+    """NothingToLearnFrom when every column but the target is excluded (ids, constants, leakage suspects)."""
+    if not profile.features:
+        raise NothingToLearnFrom(list(profile.excluded))
 
 
 def require_rows(df: pl.DataFrame, profile: TableProfile) -> None:

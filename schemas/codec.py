@@ -141,6 +141,8 @@ def avro_schema(cls: type) -> dict[str, Any]:
         field: dict[str, Any] = {"name": f.name, "type": avro_type}
         if isinstance(avro_type, list):
             field["default"] = None
+        elif f.default == ():  # a list added later: records written before it read as empty
+            field["default"] = []
         fields.append(field)
     return {"type": "record", "name": cls.__name__, "namespace": NAMESPACE, "fields": fields}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +43,11 @@ class JobRequest(BaseModel):
     job_id: ClientId | None = Field(default=None, description="client-chosen id: repeating a request is idempotent")
     entity: Name | None = Field(
         default=None, description="the key column features are served by (Feast entity); default: the id column found"
+    )
+    keep_columns: list[Name] = Field(
+        default_factory=list,
+        max_length=job.MAX_KEEP_COLUMNS,
+        description="columns you vouch for: kept even if the schema agent suspects they leak the target",
     )
     llm_budget_tokens: int | None = Field(
         default=None,
@@ -98,7 +104,7 @@ def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
     return str(uuid.uuid5(JOB_IDS, f"{tenant}\0{client_id}"))
 
 
-def known_target(location: Location, target: str, entity: str | None = None) -> None:
+def known_target(location: Location, target: str, entity: str | None = None, keep: Sequence[str] = ()) -> None:
     """For a CSV or Parquet source, a target (or entity) that is not one of its columns, or a column
     name that cannot be stored, is a 422 now, not a failed job later."""
     columns = file_columns(location)
@@ -106,7 +112,7 @@ def known_target(location: Location, target: str, entity: str | None = None) -> 
         return
     if problem := column_problem(columns):
         raise Problem(422, "Unprocessable Content", problem)
-    for role, column in (("target", target), ("entity", entity)):
+    for role, column in (("target", target), ("entity", entity), *(("keep_columns", c) for c in keep)):
         if column is not None and column not in columns:
             shown = ", ".join(columns[:20]) + (f", … ({len(columns)} in all)" if len(columns) > 20 else "")
             raise Problem(
@@ -137,7 +143,7 @@ def create_job(
     else:
         raise Problem(422, "Unprocessable Content", "give `source` (a path or URI) or `connection_id`")
     location = admitted(services, auditor, source, body.table)  # the source policy, before anything is stored
-    known_target(location, body.target, body.entity)
+    known_target(location, body.target, body.entity, body.keep_columns)
     job_id = stored_job_id(services, tenant, body.job_id) if body.job_id else str(uuid.uuid4())
     command = job.RequestJob(
         job_id,
@@ -153,6 +159,7 @@ def create_job(
         body.entity,
         llm_budget_tokens=body.llm_budget_tokens,
         llm_budget_usd=body.llm_budget_usd,
+        keep_columns=tuple(dict.fromkeys(body.keep_columns)),
     )
     ctx = auditor.context(job_id)
     with command_span("POST /api/v1/jobs", job_id, ctx.actor):  # the root of the job's trace

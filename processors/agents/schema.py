@@ -11,7 +11,7 @@ from commands.store import EventStore
 from commands.unit_of_work import Progress, Trace, load_job
 from domain.envelope import Envelope
 from domain.job import FailJob, JobRequested, JobRetried, RecordSchemaAnalysis
-from processors.profiling import InputError, profile_table, require_rows
+from processors.profiling import InputError, profile_table, require_features, require_rows
 from processors.sources import SourceError, SourceUnavailable, check_source, load_table, redact, snapshot
 from processors.sources.errors import UnreadableFile
 from processors.workbench import Workbench
@@ -30,8 +30,9 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
     out: list[Any] = [Trace(job_id, NAME, "tool_call", f"load_table({where})", {"source": request.source})]
     try:
         df = _load(bench, request.source, request.table, envelope.tenant_id)
-        profile = profile_table(df, request.target, request.task)  # type: ignore[arg-type]
+        profile = profile_table(df, request.target, request.task, request.keep_columns)  # type: ignore[arg-type]
         require_rows(df, profile)
+        require_features(profile)
     except InputError as error:
         return [
             *out,

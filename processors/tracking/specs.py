@@ -147,6 +147,7 @@ def plan_job(
                 "table": request.table,
                 "target": request.target,
                 "entity": request.entity,
+                "keep_columns": ",".join(request.keep_columns) or None,
                 "task": task,
                 "metric": completed.metric,
                 "seed": request.seed,

@@ -126,6 +126,12 @@ def test_a_target_that_is_not_a_column_of_a_file_source_is_a_422_before_the_log(
     r = api.client.post("/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "Y"}, headers=admin)
     assert r.status_code == 422, r.text
     assert r.json()["detail"] == "target 'Y' is not a column of the source; columns: a, y"
+    body = {"project_id": "p1", "source": "data.csv", "target": "y", "keep_columns": ["a", "b"]}
+    r = api.client.post("/api/v1/jobs", json=body, headers=admin)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "keep_columns 'b' is not a column of the source; columns: a, y"
+    r = api.client.post("/api/v1/jobs", json={**body, "keep_columns": ["y"]}, headers=admin)
+    assert r.status_code == 422 and "is the target 'y'" in r.json()["detail"], r.text
     assert api.store.last_position() == head
 
 

@@ -97,6 +97,26 @@ def test_bad_input_ends_the_job_with_one_line_and_a_job_failed(
     assert topics == ["JobRequested", "JobFailed"]
 
 
+def test_a_table_left_with_no_feature_column_says_so_and_keep_vouches_for_a_suspect(tmp_path: Path) -> None:
+    status = credit_table(300)["Status"]
+    noise = np.random.default_rng(0).normal(0, 0.01, status.len())
+    path = tmp_path / "leaky.parquet"
+    pl.DataFrame({"paid": (status == "good").cast(pl.Float64) + noise, "Status": status}).write_parquet(path)
+    data_dir = tmp_path / "state"
+    result = afep("run", str(path), "--target", "Status", "--data-dir", str(data_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "LightGBM" not in result.stdout + result.stderr, line
+    assert "every column besides the target was excluded: paid (leakage suspect" in line
+    assert "keep it with --keep COLUMN" in line
+    kept = afep(
+        "run", str(path), "--target", "Status", "--keep", "paid", "--out", str(tmp_path / "out"),
+        "--data-dir", str(tmp_path / "kept"), cwd=tmp_path,
+    )  # fmt: skip
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["status"] == "completed"
+
+
 def test_a_four_row_csv_ends_the_job_with_one_line_saying_how_many_rows_are_needed(tmp_path: Path) -> None:
     path = tmp_path / "tiny.csv"
     path.write_text("income,debt,y\n100,10,0\n200,90,1\n150,20,0\n120,100,1\n")

@@ -10,11 +10,14 @@ from processors.profiling import (
     InputError,
     MulticlassTarget,
     NonNumericRegressionTarget,
+    NothingToLearnFrom,
     TableProfile,
     TargetHasNulls,
     TooFewRows,
+    UnknownKeptColumn,
     UnknownTargetColumn,
     profile_table,
+    require_features,
     require_rows,
 )
 
@@ -49,6 +52,28 @@ def test_classification_profile_flags_ids_constants_and_leaks() -> None:
     assert p.column("Income").target_score > p.column("Home").target_score
     assert p.column("Income").quantiles[0][0] == "p0"
     assert len(p.column("Home").top_categories) == 3
+
+
+def test_a_kept_leakage_suspect_stays_a_feature_with_a_warning() -> None:
+    p = profile_table(credit_frame(), "Status", "auto", keep=("leaky_flag",))
+    assert {"customer_id", "constant"} == set(p.excluded_columns)  # ids and constants are excluded all the same
+    assert [f.column for f in p.leakage] == ["leaky_flag"]  # the suspicion is still on record
+    assert any(w.startswith("leaky_flag: kept on request, a leakage suspect") for w in p.warnings)
+    assert "leaky_flag" in [c.name for c in p.features]
+    with pytest.raises(UnknownKeptColumn, match=r"'nope', to keep \(--keep, keep_columns\), is not a column"):
+        profile_table(credit_frame(), "Status", "auto", keep=("nope",))
+
+
+def test_a_table_whose_every_column_is_excluded_fails_with_what_to_do() -> None:
+    frame = credit_frame().select("customer_id", "leaky_flag", "constant", "Status")
+    with pytest.raises(NothingToLearnFrom) as refused:
+        require_features(profile_table(frame, "Status", "auto"))
+    message = str(refused.value)
+    assert message.startswith("every column besides the target was excluded: customer_id (identifier")
+    assert "leaky_flag (leakage suspect" in message and "--keep COLUMN" in message
+    kept = profile_table(frame, "Status", "auto", keep=("leaky_flag",))
+    require_features(kept)
+    assert [c.name for c in kept.features] == ["leaky_flag"]
 
 
 def test_round_trips_through_json() -> None:
@@ -92,7 +117,9 @@ def test_warnings_skew_nulls_and_date_strings() -> None:
 
 
 def test_exact_copy_of_target_is_a_leak() -> None:
-    df = pl.DataFrame({"a": [1.0, 2, 3, 4] * 10, "y": ["a", "b", "a", "b"] * 10, "y_copy": ["a", "b", "a", "b"] * 10})
+    y = ["a", "b", "a", "b"] * 10
+    noise = np.random.default_rng(0).normal(size=40)
+    df = pl.DataFrame({"a": [1.0, 2, 3, 4] * 10, "noise": noise, "y": y, "y_copy": y})
     p = profile_table(df, "y", "auto")
     assert "y_copy" in p.excluded_columns
 
@@ -156,3 +183,19 @@ def test_a_rare_class_below_ten_rows_is_refused_and_the_minimum_passes() -> None
     rng = np.random.default_rng(5)
     regression = pl.DataFrame({"x": rng.normal(size=50), "y": rng.normal(size=50)})
     require_rows(regression, profile_table(regression, "y", "auto"))
+
+
+def test_an_id_suffix_without_separator_marks_ids_but_not_amounts() -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pl.DataFrame(
+        {
+            "amount_paid": rng.normal(size=n),  # a float ending in 'id' is a quantity
+            "valid": rng.normal(size=n),
+            "customerId": np.arange(100, 100 + n)[::-1].copy(),
+            "userid": [f"u{i}" for i in range(n)],
+            "y": rng.integers(0, 2, n),
+        }
+    )
+    kinds = {c.name: c.kind for c in profile_table(frame, "y").columns}
+    assert kinds == {"amount_paid": "numeric", "valid": "numeric", "customerId": "id", "userid": "id", "y": "boolean"}
