@@ -8,6 +8,7 @@ transaction as the events (exactly-once processing).
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -101,10 +102,27 @@ class SqliteEventStore(RecorderEventStore):
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         datastore = SQLiteDatastore(str(path), originator_id_type="text", lock_timeout=30)
-        recorder = created(lambda: SQLiteProcessRecorder(datastore))
-        with datastore.transaction(commit=True) as cursor:
-            cursor.execute("PRAGMA journal_mode=WAL")
+        with _file_lock(Path(path)):  # the first connection switches the file to WAL: one process at a time
+            recorder = created(lambda: SQLiteProcessRecorder(datastore))
+            with datastore.transaction(commit=True) as cursor:
+                cursor.execute("PRAGMA journal_mode=WAL")
         super().__init__(recorder, datastore)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialize opening a SQLite store among this machine's processes (a sidecar `<file>.lock`).
+
+    Processes opening a fresh file at once race to switch it to WAL and create the tables;
+    SQLite answers a connection that loses the journal-mode switch "database is locked" at
+    once, without waiting for its busy timeout. Later opens pass the lock in microseconds.
+    """
+    with path.with_name(path.name + ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class PostgresEventStore(RecorderEventStore):

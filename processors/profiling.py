@@ -356,6 +356,8 @@ def _profile_column(col: pl.Series, *, is_target: bool) -> ColumnProfile:
     warns: list[str] = []
     if null_rate > HIGH_NULL_RATE:
         warns.append(f"high null rate ({null_rate:.0%})")
+    if col.dtype.is_float() and (n_inf := int(col.is_infinite().sum())):
+        warns.append(f"infinite values in {n_inf} rows (counted as missing here; LightGBM sees them as extremes)")
     base = {
         "name": col.name,
         "dtype": str(col.dtype),
@@ -467,7 +469,7 @@ def _target_check(
     else:
         reason = None
     x = _encode_feature(col, rows)
-    ok = ~np.isnan(x)
+    ok = np.isfinite(x)  # NaN and ±inf: not values a tree splits on
     if ok.sum() < 20:
         return 0.0, reason
     if task == "classification" and n_classes > 2:

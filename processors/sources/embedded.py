@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,9 +49,42 @@ def _duckdb_session(path: str | None, view: tuple[str, str] | None = None) -> It
         conn.close()
 
 
+SEPARATORS = (",", "\t", ";", "|")  # in this order when a header has as many of two
+_COMMA_DECIMAL = re.compile(r"^-?\d+,\d+$")
+_DOT_DECIMAL = re.compile(r"^-?\d*\.\d+$")
+
+
+def csv_format(path: Path) -> tuple[str, bool]:
+    """(separator, decimal comma) of a CSV file, from its first lines.
+
+    Tab for .tsv, else the separator the header line uses most, so a header `a;b;y` (the
+    usual CSV of a decimal-comma locale) or `a|b|y` is split on that character instead of
+    read as one column named `a;b;y`. With a separator other than a comma, numbers written
+    `1,5` in more cells than `1.5` are read as decimals.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+            lines = [handle.readline(1 << 20) for _ in range(51)]
+    except OSError:
+        return ",", False
+    if path.suffix.lower() == ".tsv":
+        separator = "\t"
+    else:
+        unquoted = "".join(lines[0].split('"')[::2])  # separators inside quoted names do not count
+        counts = {sep: unquoted.count(sep) for sep in SEPARATORS}
+        best = max(SEPARATORS, key=lambda sep: counts[sep])  # the first of a tie
+        separator = best if counts[best] else ","
+    if separator == ",":
+        return separator, False
+    cells = [cell.strip().strip('"') for line in lines[1:] for cell in line.split(separator)]
+    comma = sum(1 for c in cells if _COMMA_DECIMAL.match(c))
+    dot = sum(1 for c in cells if _DOT_DECIMAL.match(c))
+    return separator, comma > dot
+
+
 def csv_header(path: Path) -> list[str] | None:
     """The header row as the CSV standard reads it (`"Amt""x"` is `Amt"x`)."""
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    delimiter, _ = csv_format(path)
     try:
         with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
             return next(csv.reader(handle, delimiter=delimiter), None)
@@ -68,8 +102,14 @@ class FileSource:
     def load(self, table: str | None = None) -> pl.DataFrame:
         if self.kind == "parquet":
             return pl.read_parquet(self.path)
-        separator = "\t" if self.path.suffix.lower() == ".tsv" else ","
-        df = pl.read_csv(self.path, separator=separator, infer_schema_length=10000, null_values=["NA", ""])
+        separator, decimal_comma = csv_format(self.path)
+        df = pl.read_csv(
+            self.path,
+            separator=separator,
+            decimal_comma=decimal_comma,
+            infer_schema_length=10000,
+            null_values=["NA", ""],
+        )
         header = csv_header(self.path)
         # polars keeps a quoted header's doubled quotes ("Amt""x" -> Amt""x); the csv module does not
         if header and len(header) == df.width and len(set(header)) == len(header) and header != df.columns:

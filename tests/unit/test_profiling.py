@@ -199,3 +199,11 @@ def test_an_id_suffix_without_separator_marks_ids_but_not_amounts() -> None:
     )
     kinds = {c.name: c.kind for c in profile_table(frame, "y").columns}
     assert kinds == {"amount_paid": "numeric", "valid": "numeric", "customerId": "id", "userid": "id", "y": "boolean"}
+
+
+def test_infinite_values_are_named_in_the_warnings() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=300)
+    a[:20] = np.inf
+    frame = pl.DataFrame({"a": a, "b": rng.normal(size=300), "y": rng.integers(0, 2, 300)})
+    assert "a: infinite values in 20 rows" in " ".join(profile_table(frame, "y").warnings)

@@ -1,0 +1,31 @@
+"""CSV files as users have them: separators other than a comma, decimal commas, quoted headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from processors.sources.embedded import FileSource, csv_format
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected", "columns", "first"),
+    [
+        ("plain.csv", "a,b,y\n1.5,2,0\n2.5,3,1\n", (",", False), ["a", "b", "y"], [1.5, 2, 0]),
+        ("euro.csv", "a;b;c;y\n1,5;2;x,y;1\n-0,25;3;z;0\n", (";", True), ["a", "b", "c", "y"], [1.5, 2.0, "x,y", 1]),
+        ("semi_dot.csv", "a;b;y\n1.5;2.25;1\n0.5;3.5;0\n", (";", False), ["a", "b", "y"], [1.5, 2.25, 1]),
+        ("pipe.csv", "a|b|y\n1|2|0\n3|4|1\n", ("|", False), ["a", "b", "y"], [1, 2, 0]),
+        ("tabs.tsv", "a\tb\ty\n1\t2\t0\n3\t4\t1\n", ("\t", False), ["a", "b", "y"], [1, 2, 0]),
+        ("quoted.csv", '"x;y",b,y\n1,2,0\n3,4,1\n', (",", False), ["x;y", "b", "y"], [1, 2, 0]),
+        ("one.csv", "y\n1\n0\n", (",", False), ["y"], [1]),
+    ],
+)
+def test_separator_and_decimal_comma_are_read_from_the_file(
+    tmp_path: Path, name: str, text: str, expected: tuple[str, bool], columns: list[str], first: list[object]
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert csv_format(path) == expected
+    frame = FileSource(path, "csv").load()
+    assert frame.columns == columns and list(frame.row(0)) == first
