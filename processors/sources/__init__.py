@@ -135,10 +135,20 @@ def column_problem(names: list[str]) -> str | None:
 
 
 def checked_columns(df: pl.DataFrame) -> pl.DataFrame:
-    """The table, if every column name can be stored and shown (`column_problem`), else a SourceError."""
+    """The table, if every column name can be stored and shown (`column_problem`), else a SourceError.
+
+    A column without a name (the header of a pandas index written by `to_csv`, say) is named
+    `unnamed_<position>`, as every load of the same file names it: generated code cannot
+    refer to an empty name (Arrow hands it to the sandbox as `column_0`).
+    """
     problem = column_problem(df.columns)
     if problem:
         raise SourceError(problem)
+    if "" in df.columns:  # at most one: names are unique
+        name = f"unnamed_{df.columns.index('')}"
+        while name in df.columns:
+            name += "_"
+        df = df.rename({"": name})
     return df
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from processors.sources import load_table
 from processors.sources.embedded import FileSource, csv_format
 
 
@@ -29,3 +30,11 @@ def test_separator_and_decimal_comma_are_read_from_the_file(
     assert csv_format(path) == expected
     frame = FileSource(path, "csv").load()
     assert frame.columns == columns and list(frame.row(0)) == first
+
+
+def test_a_column_without_a_name_gets_one_every_load_agrees_on(tmp_path: Path) -> None:
+    path = tmp_path / "pandas_index.csv"
+    path.write_text(",unnamed_0,b,y\n0,5,1.5,0\n1,6,2.5,1\n")  # pandas' to_csv writes its index like this
+    frame = load_table(str(path))
+    assert frame.columns == ["unnamed_0_", "unnamed_0", "b", "y"]
+    assert frame["unnamed_0_"].to_list() == [0, 1]
