@@ -305,6 +305,10 @@ FeatureEvent = (
     | FeatureRunTracked
 )
 
+# A feature's status, in the order a feature can reach them (`evolve`); a failed execution is then rejected.
+FEATURE_STATUSES = (
+    "proposed", "generated", "executed", "failed", "evaluated", "selected", "rejected", "approved", "deprecated",
+)  # fmt: skip
 REGISTRATION_STATUSES = ("registered", "removed")
 MATERIALIZATION_STATUSES = ("complete", "failed")
 
@@ -423,7 +427,7 @@ def decide(command: FeatureCommand, state: Feature | None) -> tuple[FeatureEvent
             if state.status not in ("approved", "deprecated"):
                 raise InvalidTransition(
                     f"feature {state.feature_id} is {state.status}; only approved or deprecated features are "
-                    "in the feature store (approve it first)"
+                    "in the feature store" + (" (approve it first)" if state.status == "selected" else "")
                 )
             return (FeatureSyncRequested(state.feature_id, job_id, command.reason),)
         case RecordRegistration():

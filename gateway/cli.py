@@ -132,6 +132,7 @@ def run(
     if llm_budget_usd is not None and not 0 <= llm_budget_usd <= MAX_LLM_USD:
         raise UsageError(f"--llm-budget-usd must be dollars in [0, {MAX_LLM_USD:g}], not {llm_budget_usd}")
     check_source(data, table)
+    _check_out(out)
     applied = _apply_targets(apply_to or [], out)
     shared_pool().start()  # the fit workers import LightGBM while the job starts
     source = data if "://" in data else str(Path(data).resolve())
@@ -169,9 +170,14 @@ def run(
     runtime.bench.warm_up()
     try:
         with view:
-            runtime.run_until_idle(until=lambda: _terminal(store, job_id))
-            # the job's MLflow runs exist when `afep run` returns (AFEP_TRACKING=off: nothing to wait for)
-            runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job_id))
+            try:
+                runtime.run_until_idle(until=lambda: _terminal(store, job_id))
+                # the job's MLflow runs exist when `afep run` returns (AFEP_TRACKING=off: nothing to wait for)
+                runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job_id))
+            except KeyboardInterrupt:
+                here = f" --data-dir {settings.data_dir}" if data_dir else ""
+                print(f"afep: interrupted; `afep jobs resume {job_id}{here} --out {out}` continues it", file=sys.stderr)
+                raise SystemExit(INTERRUPTED) from None
         wall = (ended[0] if ended else time.monotonic()) - started
         result = export_job(store, job_id, out, wall_seconds=wall)
         _finish(result, out)
@@ -179,6 +185,15 @@ def run(
             _apply_one(out, source_path, None, target_path, runtime.bench.sandbox())
     finally:
         runtime.stop()
+
+
+def _check_out(out: Path) -> None:
+    """UsageError, before any work, when --out cannot be a folder (it or a parent is a file)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UsageError(f"--out {out}: {path} is a file, not a folder; give a folder for the results")
+            return
 
 
 def _apply_targets(sources: list[str], out: Path) -> list[tuple[str, Path]]:
@@ -318,7 +333,10 @@ def jobs_replay(
 def jobs_resume(
     ctx: typer.Context,
     job_id: str,
-    out: Annotated[Path, typer.Option()] = Path("out"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="where features.json and result.json go (default out/; a finished job: only if given)"),
+    ] = None,
     data_dir: DataDir = None,
     retry: Annotated[bool, typer.Option(help="retry a failed or cancelled job")] = False,
 ) -> None:
@@ -338,16 +356,27 @@ def jobs_resume(
             store, [(RetryJob(job.job_id), Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job.job_id))]
         )
     elif job.terminal:
-        console.print(
-            f"job {job.job_id} is already {job.status}" + (" (use --retry)" if job.status != "completed" else "")
-        )
+        hint = " (use --retry)" if job.status != "completed" else ""
+        if out is None:  # nothing to finish: do not overwrite out/ with it
+            console.print(
+                f"job {job.job_id} is already {job.status}{hint}; `afep jobs show {job.job_id}` shows it, "
+                "--out DIR writes its results there"
+            )
+            return
+        console.print(f"job {job.job_id} is already {job.status}{hint}; writing its results to {out}")
+    out = out or Path("out")
+    _check_out(out)
     started = time.monotonic()
     view = LiveView(console, job.job_id)
     runtime = build_runtime(settings, store, observers=[view], policy=SourcePolicy.local(settings.data_dir))
     try:
         with view:
-            runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
-            runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job.job_id))
+            try:
+                runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
+                runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job.job_id))
+            except KeyboardInterrupt:
+                print(f"afep: interrupted; `afep jobs resume {job.job_id}` continues it again", file=sys.stderr)
+                raise SystemExit(INTERRUPTED) from None
     finally:
         runtime.stop()
     _finish(export_job(store, job.job_id, out, wall_seconds=time.monotonic() - started), out)
@@ -558,22 +587,40 @@ def _actor() -> str:
 def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        app(standalone_mode=False)
+        # Not standalone: typer hands back, as the return value, the code of a `typer.Exit`
+        # a command raised and 130 for Ctrl-C (its KeyboardInterrupt becomes Exit(130)).
+        code = app(standalone_mode=False)
     except (UsageError, InputError, DomainError) as error:
         print(f"afep: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
     except (typer.Abort, KeyboardInterrupt):
-        print("afep: interrupted; `afep jobs resume ID` continues the job", file=sys.stderr)
-        raise SystemExit(130) from None
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            print(f"afep: {error.format_message()}", file=sys.stderr)
+        code = INTERRUPTED
+    except Exception as error:  # the command line's own usage errors (unknown option, missing --target, ...)
+        if isinstance(error, _click_errors()):
+            print(f"afep: {error.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
             raise SystemExit(2) from None
         raise
+    if code == INTERRUPTED:
+        print("afep: interrupted; `afep jobs resume ID` continues a job that had started", file=sys.stderr)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Click's usage-error base class: typer's bundled copy of click (typer >= 0.25) and click itself."""
+    import click
+
+    classes: list[type[Exception]] = [click.ClickException]
+    with contextlib.suppress(ImportError):
+        from typer._click.exceptions import ClickException
+
+        classes.append(ClickException)
+    return tuple(classes)
 
 
 FAST_EXIT = ("run", "apply")

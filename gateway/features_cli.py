@@ -81,7 +81,12 @@ def list_features(
     data_dir: DataDir = None,
 ) -> None:
     """Features to review and their place in the feature store, oldest first."""
+    from domain.feature import FEATURE_STATUSES
+    from gateway.cli import UsageError
     from gateway.runtime_wiring import build_store
+
+    if status is not None and status not in FEATURE_STATUSES:
+        raise UsageError(f"--status must be one of {', '.join(FEATURE_STATUSES)}, not {status!r}")
 
     store = build_store(_settings(data_dir))
     table = Table(title="features" + (f" of job {job}" if job else ""))

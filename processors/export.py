@@ -148,4 +148,6 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
 
         needed = sorted({c for r in records for c in r["source_columns"]})
         pl.read_parquet(job.schema.dataset_path, columns=needed).write_parquet(out_dir / REFERENCE_FILE)
+    else:  # an earlier job's rows in the same folder would be taken for this job's
+        (out_dir / REFERENCE_FILE).unlink(missing_ok=True)
     return result

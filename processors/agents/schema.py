@@ -11,6 +11,7 @@ from commands.store import EventStore
 from commands.unit_of_work import Progress, Trace, load_job
 from domain.envelope import Envelope
 from domain.job import FailJob, JobRequested, JobRetried, RecordSchemaAnalysis
+from processors.featurestore.values import ValuesProblem, checked_key
 from processors.profiling import InputError, profile_table, require_features, require_rows
 from processors.sources import SourceError, SourceUnavailable, check_source, load_table, redact, snapshot
 from processors.sources.errors import UnreadableFile
@@ -33,7 +34,9 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         profile = profile_table(df, request.target, request.task, request.keep_columns)  # type: ignore[arg-type]
         require_rows(df, profile)
         require_features(profile)
-    except InputError as error:
+        if request.entity is not None:
+            checked_key(request.entity, df, job_id)  # served per key once approved: fail now, not then
+    except (InputError, ValuesProblem) as error:
         return [
             *out,
             Trace(job_id, NAME, "decision", f"cannot analyse the input: {error}"),

@@ -55,10 +55,18 @@ def key_column(owner: OwnedJob, frame: pl.DataFrame) -> KeyColumn:
                 "KEY being the column that identifies a row"
             )
         declared = ids[0]
+    return checked_key(declared, frame, job.job_id)
+
+
+def checked_key(declared: str, frame: pl.DataFrame, job_id: str) -> KeyColumn:
+    """`declared` as the key of the job's rows, or ValuesProblem: a column, integers or text, complete, unique.
+
+    The schema agent checks a declared `--entity` with this when the job starts, so a wrong
+    one fails the job then, not at the first approval."""
     if declared not in frame.columns:
         shown = ", ".join(frame.columns[:20])
         raise ValuesProblem(
-            f"entity {declared!r} is not a column of job {job.job_id}'s table ({shown}): "
+            f"entity {declared!r} is not a column of job {job_id}'s table ({shown}): "
             "rerun the job with --entity naming its key column"
         )
     column = frame[declared]
