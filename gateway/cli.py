@@ -356,14 +356,22 @@ def jobs_resume(
             store, [(RetryJob(job.job_id), Context(at=datetime.now(UTC), actor=_actor(), correlation_id=job.job_id))]
         )
     elif job.terminal:
-        hint = " (use --retry)" if job.status != "completed" else ""
+        if job.status == "failed":
+            raise UsageError(f"job failed: {job.failure}; `afep jobs resume {job.job_id} --retry` reruns it")
+        if job.status == "cancelled":
+            print(
+                f"afep: job {job.job_id} was cancelled ({job.failure}); `afep jobs resume {job.job_id} --retry` "
+                "reruns it",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
         if out is None:  # nothing to finish: do not overwrite out/ with it
             console.print(
-                f"job {job.job_id} is already {job.status}{hint}; `afep jobs show {job.job_id}` shows it, "
+                f"job {job.job_id} is already {job.status}; `afep jobs show {job.job_id}` shows it, "
                 "--out DIR writes its results there"
             )
             return
-        console.print(f"job {job.job_id} is already {job.status}{hint}; writing its results to {out}")
+        console.print(f"job {job.job_id} is already {job.status}; writing its results to {out}")
     out = out or Path("out")
     _check_out(out)
     started = time.monotonic()

@@ -30,6 +30,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+BACKGROUND_JOIN_SECONDS = 10.0  # background work returns after its current fit once stopped
+
+
 @dataclass
 class Workbench:
     datasets_dir: Path
@@ -78,6 +81,9 @@ class Workbench:
             try:
                 work(stop)
             except Exception:
+                if stop.is_set():  # stopped mid-call (the runtime is shutting down): nothing is lost
+                    log.debug("background work %r stopped", key, exc_info=True)
+                    return
                 log.warning("background work %r failed; it will be redone where it is needed", key, exc_info=True)
 
         self.wait_for(key)
@@ -170,6 +176,12 @@ class Workbench:
         return values  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        for key in list(self._background):  # before the workers it uses go away
+            _, stop = self._background[key]
+            stop.set()
+        for key in list(self._background):
+            thread, _ = self._background.pop(key)
+            thread.join(timeout=BACKGROUND_JOIN_SECONDS)
         if self._sandbox_driver is not None:
             self._sandbox_driver.shutdown(wait=True, cancel_futures=True)
             self._sandbox_driver = None

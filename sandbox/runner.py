@@ -58,7 +58,9 @@ class _Worker:
             "ARROW_DEFAULT_MEMORY_POOL": "system",  # mimalloc reserves 1 GiB arenas under RLIMIT_AS
         }  # fmt: skip
         argv = [sys.executable, "-m", "sandbox.worker"] + (["--netns"] if network_isolation else [])
-        self.process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(  # in a group of its own: Ctrl-C reaches `afep`, which stops the worker
+            argv, cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0
+        )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.send_fd, self.recv_fd = self.process.stdin.fileno(), self.process.stdout.fileno()
         os.set_blocking(self.send_fd, False)

@@ -44,6 +44,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(2, 1)  # stray prints must never corrupt the protocol stream
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops this worker
     die_with_parent()
     _warm_up()
     net_problem = enter_network_namespace() if "--netns" in sys.argv else "network isolation disabled"

@@ -70,6 +70,7 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             env=env,
             cwd=str(_ROOT),
+            process_group=0,  # out of the terminal's group: Ctrl-C reaches `afep`, which stops the workers
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.outbox = Connection(os.dup(self.process.stdin.fileno()), readable=False)

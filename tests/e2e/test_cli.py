@@ -56,6 +56,12 @@ def csv(tmp_path: Path) -> Path:
         (["{csv}", "--target", "Status", "--seed", str(2**40)], "--seed must be between 0 and"),
         (["{csv}", "--target", "Status", "--apply", "nowhere.parquet"], "file not found: nowhere.parquet"),
         (["{csv}", "--target", "Status", "--apply", "{csv}", "--apply", "{csv}"], "would both be written to"),
+        # the command line's own usage errors: one line and exit 2 too, never a traceback
+        (["{csv}"], "Missing option '--target'"),
+        (["{csv}", "--target", "Status", "--bogus"], "No such option: --bogus"),
+        (["{csv}", "--target", "Status", "--seed", "abc"], "Invalid value for '--seed'"),
+        (["{csv}", "--target", "Status", "--out", "{csv}"], "is a file, not a folder"),
+        (["{csv}", "--target", "Status", "--out", "{csv}/results"], "is a file, not a folder"),
     ],
 )
 def test_bad_input_before_a_job_starts(tmp_path: Path, csv: Path, args: list[str], message: str) -> None:
@@ -263,6 +269,40 @@ def test_killed_mid_job_resumes_without_duplicates(tmp_path: Path, csv: Path) ->
         streams = [s for t, s in after if t == topic]
         assert len(streams) == len(set(streams)), f"duplicate {topic}"
     assert json.loads((out / "result.json").read_text())["status"] == "completed"
+
+
+def test_ctrl_c_exits_130_with_the_resume_command_and_resume_finishes_the_job(tmp_path: Path, csv: Path) -> None:
+    data_dir, out = tmp_path / "state", tmp_path / "out"
+    args = [*AFEP, "run", str(csv), "--target", "Status", "--out", str(out), "--data-dir", str(data_dir), "-q"]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(t == "CodeGenerated" for t, _ in _events_if_any(data_dir)):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    job_id = next(s for t, s in events(data_dir) if t == "JobRequested").removeprefix("job-")
+    assert proc.returncode == 130, err
+    resume = f"afep jobs resume {job_id} --data-dir {data_dir} --out {out}"
+    assert err.strip() == f"afep: interrupted; `{resume}` continues it"
+    resumed = afep("jobs", "resume", job_id, "--out", str(out), "--data-dir", str(data_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert json.loads((out / "result.json").read_text())["status"] == "completed"
+    (out / "result.json").unlink()
+    again = afep("jobs", "resume", job_id, "--data-dir", str(data_dir), cwd=tmp_path)  # a finished job, no --out
+    assert again.returncode == 0 and "is already completed" in again.stdout, again.stdout + again.stderr
+    assert not (tmp_path / "out" / "result.json").exists()  # nothing overwritten
+
+
+def _events_if_any(data_dir: Path) -> list[tuple[str, str]]:
+    return events(data_dir) if (data_dir / "events.db").exists() else []
+
+
+def test_health_of_a_service_that_never_beat_exits_1(tmp_path: Path) -> None:
+    result = afep("health", "relay", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1 and "relay" in result.stdout and "is not alive" in result.stdout
 
 
 def test_keys_create_prints_a_key_once_and_rejects_unknown_roles(tmp_path: Path) -> None:
