@@ -181,8 +181,16 @@ def run(
         wall = (ended[0] if ended else time.monotonic()) - started
         result = export_job(store, job_id, out, wall_seconds=wall)
         _finish(result, out)
-        for source_path, target_path in applied:
-            _apply_one(out, source_path, None, target_path, runtime.bench.sandbox())
+        failed: list[str] = []
+        for source_path, target_path in applied:  # one table's problem does not skip the others
+            try:
+                _apply_one(out, source_path, None, target_path, runtime.bench.sandbox())
+            except InputError as error:  # a source or apply problem, said in one line
+                failed.append(source_path)
+                print(f"afep: --apply {source_path}: {error}", file=sys.stderr)
+        if failed:
+            again = " ".join(f"`afep apply {out} {path} --out ...`" for path in failed)
+            raise UsageError(f"the job's results are in {out}; {len(failed)} --apply table(s) failed, fix and {again}")
     finally:
         runtime.stop()
 
@@ -205,6 +213,8 @@ def _apply_targets(sources: list[str], out: Path) -> list[tuple[str, Path]]:
         if "://" in source:
             raise UsageError(f"--apply takes CSV or Parquet files; for {source} use `afep apply OUT URI --table T`")
         check_source(source, None)
+        if Path(source).stat().st_size == 0:
+            raise UsageError(f"--apply {source} is an empty file; give a table with a header row")
         path = out / "applied" / f"{Path(source).stem}.parquet"
         if any(path == p for _, p in targets):
             raise UsageError(f"--apply: two tables would both be written to {path}; rename one of them")

@@ -296,6 +296,31 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_finishes_the_job(tm
     assert not (tmp_path / "out" / "result.json").exists()  # nothing overwritten
 
 
+def test_one_failing_apply_table_does_not_skip_the_others(tmp_path: Path, csv: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    empty = afep("run", str(csv), "--target", "Status", "--apply", "empty.csv", "--data-dir", "e", cwd=tmp_path)
+    assert empty.returncode == 2 and empty.stderr.strip() == (
+        "afep: --apply empty.csv is an empty file; give a table with a header row"
+    ), empty.stderr  # before the job: nothing recorded
+    assert not (tmp_path / "e" / "events.db").exists() or events(tmp_path / "e") == []
+    (tmp_path / "a_broken.parquet").write_text("not a parquet file")
+    frame = pl.read_csv(csv)
+    frame.write_csv(tmp_path / "b_whole.csv")
+    out = tmp_path / "out"
+    both = afep(
+        "run", str(csv), "--target", "Status", "--out", str(out), "--apply", "a_broken.parquet",
+        "--apply", "b_whole.csv", "--data-dir", "d", cwd=tmp_path,
+    )  # fmt: skip
+    assert both.returncode == 2, both.stdout + both.stderr
+    lines = both.stderr.strip().splitlines()
+    assert lines[0].startswith("afep: --apply a_broken.parquet: "), lines
+    assert lines[1] == f"afep: the job's results are in {out}; 1 --apply table(s) failed, fix and " + (
+        f"`afep apply {out} a_broken.parquet --out ...`"
+    )
+    assert json.loads((out / "result.json").read_text())["status"] == "completed"
+    assert pl.read_parquet(out / "applied" / "b_whole.parquet").height == frame.height
+
+
 def _events_if_any(data_dir: Path) -> list[tuple[str, str]]:
     return events(data_dir) if (data_dir / "events.db").exists() else []
 
