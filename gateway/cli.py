@@ -270,7 +270,7 @@ def apply(
     from sandbox import Sandbox
 
     if out.suffix.lower() not in (".csv", ".parquet"):
-        raise UsageError(f"--out must end in .csv or .parquet, not {out.suffix or 'nothing'!r}")
+        raise UsageError(f"--out must be a file name ending in .csv or .parquet (e.g. scored.parquet), not {out}")
     with Sandbox() as sandbox:
         _apply_one(job_dir, data, table, out, sandbox)
 

@@ -135,8 +135,13 @@ def serve_online(
     table.add_column(read.entity)
     table.add_column(read.field, justify="right")
     for row in read.values:
-        table.add_row(str(row["entity"]), "" if row["value"] is None else repr(row["value"]))
+        table.add_row(str(row["entity"]), "—" if row["value"] is None else repr(row["value"]))
     console.print(table)
+    if missing := [str(row["entity"]) for row in read.values if row["value"] is None]:
+        console.print(
+            f"— no online value for {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}: "
+            "a key that is not in the job's table, or a row where the feature is null"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -213,6 +213,8 @@ def test_two_approved_features_are_served_online_as_afep_apply_computes_them(set
         assert all(repr(v) in shown.stdout for v in expected[first["name"]].to_list()), shown.stdout
         bad = setup.cli("features", "serve-online", first["feature_id"], "--entity", "abc")
         assert bad.returncode == 2 and "holds integers; 'abc' is not one" in bad.stderr
+        absent = setup.cli("features", "serve-online", first["feature_id"], "--entity", "1")
+        assert absent.returncode == 0 and "no online value for 1: a key that is not in" in absent.stdout, absent.stdout
     print(f"\n{setup.backend} timings: {json.dumps({k: round(v, 1) for k, v in setup.timings.items()})}")
 
 
