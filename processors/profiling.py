@@ -52,6 +52,7 @@ ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key|rownames?|index|row_?num(ber)?)
 # 'customerId', 'userid': an id suffix without a separator. Also 'paid', 'valid', 'fluid', so it
 # marks an id only in integer or text columns, never in a float one ('amount_paid').
 ID_SUFFIX = re.compile(r"id$", re.I)
+DUPLICATED = re.compile(r"(.+)_duplicated_\d+")
 HIGH_NULL_RATE, SKEW_LIMIT, LEAK_LIMIT, SAMPLE_ROWS = 0.3, 2.0, 0.98, 5000
 MIN_ROWS, MIN_CLASS_ROWS = 50, 10
 """What the evaluation needs (`engine/folds.py`): 20% guard rows in two halves and K-fold (K <= n // 4) over
@@ -275,6 +276,9 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto", keep: Coll
     excluded += [Flag(f.column, f"leakage suspect: {f.reason}") for f in leakage if f.column not in keep]
     warnings = [f"{p.name}: {w}" for p in profiles for w in p.warnings if p.name != target and p.kind not in ("id",)]
     warnings += [f"{f.column}: kept on request, a leakage suspect ({f.reason})" for f in leakage if f.column in keep]
+    for name in df.columns:  # a CSV header naming a column twice: Polars reads the second as <name>_duplicated_<n>
+        if (twin := DUPLICATED.fullmatch(name)) and twin.group(1) in df.columns:
+            warnings.append(f"{name}: the file names a second column {twin.group(1)!r}; it is read as {name!r}")
     if resolved == "classification" and len(classes) == 2 and positive is not None:
         rate = float((y_raw.cast(pl.String) == positive).mean() or 0.0)
         if rate < 0.1:

@@ -38,3 +38,15 @@ def test_a_column_without_a_name_gets_one_every_load_agrees_on(tmp_path: Path) -
     frame = load_table(str(path))
     assert frame.columns == ["unnamed_0_", "unnamed_0", "b", "y"]
     assert frame["unnamed_0_"].to_list() == [0, 1]
+
+
+def test_a_header_naming_a_column_twice_is_read_and_named_in_the_warnings(tmp_path: Path) -> None:
+    from processors.profiling import profile_table
+
+    path = tmp_path / "twice.csv"
+    rows = "\n".join(f"{i},{i * 2},{i % 2}" for i in range(60))
+    path.write_text("a,a,y\n" + rows + "\n")
+    frame = load_table(str(path))
+    assert frame.columns == ["a", "a_duplicated_0", "y"]
+    warnings = profile_table(frame, "y").warnings
+    assert "a_duplicated_0: the file names a second column 'a'; it is read as 'a_duplicated_0'" in warnings
