@@ -24,6 +24,7 @@ from domain.envelope import Envelope
 from domain.events import EVENT_TYPES
 
 AVRO_DIR = Path(__file__).parent / "avro"
+HISTORY_DIR = AVRO_DIR / "history"  # earlier versions of changed schemas, to read records they wrote
 NAMESPACE = "afep.events"
 
 
@@ -152,13 +153,42 @@ def schema_path(cls: type) -> Path:
 
 
 def write_schemas() -> list[Path]:
+    """Write every event's schema; a schema that changes keeps its previous version in history/."""
     AVRO_DIR.mkdir(parents=True, exist_ok=True)
     written = []
     for cls in EVENT_TYPES.values():
         path = schema_path(cls)
-        path.write_text(json.dumps(avro_schema(cls), indent=2) + "\n")
+        text = json.dumps(avro_schema(cls), indent=2) + "\n"
+        if path.exists() and path.read_text() != text:
+            previous = path.read_text()
+            HISTORY_DIR.mkdir(exist_ok=True)
+            (HISTORY_DIR / f"{path.stem}.{_fingerprint(json.loads(previous))}.avsc").write_text(previous)
+        path.write_text(text)
         written.append(path)
     return written
+
+
+def _fingerprint(schema: Any) -> str:
+    """CRC-64-AVRO (Rabin) of the canonical form: the `afep-schema-fingerprint` a record is sent with."""
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+    return str(fingerprint(to_parsing_canonical_form(fastavro.parse_schema(schema)), "CRC-64-AVRO"))
+
+
+class UnknownSchemaVersion(ValueError):
+    """A record written with a schema version this code has neither now nor in history/."""
+
+
+@cache
+def _writer(type_name: str, fingerprint: str) -> Any:
+    """The schema that wrote a record: today's, or an earlier version kept in history/."""
+    path = HISTORY_DIR / f"{schema_path(EVENT_TYPES[type_name]).stem}.{fingerprint}.avsc"
+    if not path.exists():
+        raise UnknownSchemaVersion(
+            f"{type_name} record written with schema version {fingerprint}, which this AFEP does not know: "
+            "upgrade the reader, or replay the log with `afep relay` from this version"
+        )
+    return fastavro.parse_schema(json.loads(path.read_text()))
 
 
 @cache
@@ -173,6 +203,18 @@ def event_to_avro(event: Any) -> bytes:
     return buf.getvalue()
 
 
-def event_from_avro(type_name: str, payload: bytes) -> Any:
-    record = fastavro.schemaless_reader(io.BytesIO(payload), _parsed(type_name), None)
+def event_from_avro(type_name: str, payload: bytes, fingerprint: str | None = None) -> Any:
+    """The event in `payload`; `fingerprint` names the schema version that wrote it (None: today's).
+
+    A record an earlier version wrote (before a field with a default was added, say) is read
+    with that version as the writer's schema and today's as the reader's (Avro resolution)."""
+    current = _parsed(type_name)
+    writer = current if fingerprint in (None, _current_fingerprint(type_name)) else _writer(type_name, fingerprint)
+    reader = None if writer is current else current
+    record = fastavro.schemaless_reader(io.BytesIO(payload), writer, reader)
     return event_from_dict(type_name, record)  # type: ignore[arg-type]
+
+
+@cache
+def _current_fingerprint(type_name: str) -> str:
+    return _fingerprint(json.loads(schema_path(EVENT_TYPES[type_name]).read_text()))

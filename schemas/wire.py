@@ -91,7 +91,7 @@ def from_record(value: bytes, headers: Headers | tuple[tuple[str, bytes], ...]) 
         raise NotAnAfepRecord(f"record without an afep-schema header (headers: {', '.join(meta) or 'none'})")
     name = meta["afep-schema"].removeprefix(f"{NAMESPACE}.")
     return Envelope(
-        event=event_from_avro(name, value),
+        event=event_from_avro(name, value, meta.get("afep-schema-fingerprint")),
         stream_id=meta["afep-stream"],
         version=int(meta["afep-version"]),
         event_id=meta["afep-event-id"],

@@ -7,6 +7,8 @@ import json
 import typing
 from datetime import UTC, datetime
 
+import pytest
+
 from domain.envelope import Envelope
 from domain.events import ALL_EVENTS
 from schemas.codec import (
@@ -54,3 +56,27 @@ def test_each_event_round_trips_through_avro_and_json() -> None:
         env = Envelope(event, "s", 1, "e1", at, "j", None, "a", "t")
         back = envelope_from_json(cls.__name__, "s", 1, envelope_to_json(env), 5)
         assert back == dataclasses.replace(env, position=5)
+
+
+def test_a_record_an_earlier_schema_version_wrote_is_read_with_todays_defaults() -> None:
+    """A JobRequested the relay sent before keep_columns existed, read from a retained topic."""
+    import io
+    import json
+
+    import fastavro
+
+    from schemas.codec import HISTORY_DIR, UnknownSchemaVersion
+
+    [old] = HISTORY_DIR.glob("job_requested.*.avsc")
+    fingerprint = old.name.split(".")[1]
+    record = {
+        "job_id": "j", "project_id": "p", "source": "s.csv", "table": None, "target": "y", "task": "auto",
+        "budget_seconds": 60.0, "seed": 0, "max_rounds": 1, "max_candidates": 5, "entity": None,
+        "llm_budget_tokens": None, "llm_budget_usd": None,
+    }  # fmt: skip
+    payload = io.BytesIO()
+    fastavro.schemaless_writer(payload, fastavro.parse_schema(json.loads(old.read_text())), record)
+    event = event_from_avro("JobRequested", payload.getvalue(), fingerprint)
+    assert event.keep_columns == () and event.max_candidates == 5 and event.target == "y"
+    with pytest.raises(UnknownSchemaVersion, match="schema version 123"):
+        event_from_avro("JobRequested", payload.getvalue(), "123")
