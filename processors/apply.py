@@ -58,35 +58,63 @@ def apply_features(job_dir: Path, data: pl.DataFrame, sandbox: Any) -> pl.DataFr
 def conformed(data: pl.DataFrame, reference: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     """`data` with each of `columns` in the type the job's rows had, or ApplyError saying which value is off.
 
-    Numbers written as text are read as numbers; text in a numeric column, or numbers in a
-    column of text categories, would otherwise turn silently into nulls or into categories
-    that match nothing the features learned.
+    Numbers or dates written as text are read as such; text in a numeric column, or codes that
+    match none of the categories the job's data had, would otherwise turn silently into nulls
+    or into values no feature learned.
     """
     for column in columns:
         if column not in reference.columns:
             continue
         want, have = reference.schema[column], data.schema[column]
-        if want == have or (want.is_numeric() and have.is_numeric()):
+        if want == have or (want.is_numeric() and have.is_numeric()) or want == pl.Null:
             continue
         values = data[column]
-        if want.is_numeric() or want == pl.Boolean or want.is_temporal():
-            text = values.cast(pl.String).str.strip_chars()
-            cast = text.cast(want, strict=False) if not want.is_temporal() else text.str.to_datetime(strict=False)
-            bad = values.is_not_null() & cast.is_null()
-            if bad.any():
-                kind = "numbers" if want.is_numeric() else str(want).lower()
-                _raise_bad(column, values, bad, f"text where the job's data had {kind}")
-            data = data.with_columns(cast.cast(want).alias(column))
-        elif want in (pl.String, pl.Categorical) or isinstance(want, pl.Enum):
-            learned = reference[column].drop_nulls().cast(pl.String)
-            if have.is_numeric() and learned.len() and learned.cast(pl.Float64, strict=False).null_count():
-                example = learned.head(1).item()
-                raise ApplyError(
-                    f"column {column!r} holds numbers where the job's data had text (such as {example!r}), so no "
-                    "value would match what the features learned; give it as text, coded as in the job's data"
-                )
-            data = data.with_columns(values.cast(pl.String).alias(column))
+        try:
+            if want in (pl.String, pl.Categorical) or isinstance(want, pl.Enum):
+                data = data.with_columns(_as_categories(column, values, reference[column]))
+            elif want == pl.Boolean:
+                data = data.with_columns(_as_booleans(column, values))
+            else:
+                text = values.cast(pl.String).str.strip_chars()
+                cast = text.str.to_datetime(strict=False) if want.is_temporal() else text.cast(want, strict=False)
+                bad = values.is_not_null() & cast.is_null()
+                if bad.any():
+                    kind = "numbers" if want.is_numeric() else f"{str(want).lower()} values"
+                    _raise_bad(column, values, bad, f"text where the job's data had {kind}")
+                data = data.with_columns(cast.cast(want).alias(column))
+        except pl.exceptions.PolarsError as error:
+            first = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise ApplyError(
+                f"column {column!r} holds {have} values where the job's data had {want} ({first}); convert it"
+            ) from None
     return data
+
+
+def _as_categories(column: str, values: pl.Series, learned: pl.Series) -> pl.Series:
+    """Codes given as numbers, as text; refused when none of them is a category the job's data had."""
+    text = values.cast(pl.String)
+    known = learned.drop_nulls().cast(pl.String)
+    given = text.drop_nulls()
+    if values.dtype.is_numeric() and given.len() and known.len() and not given.is_in(known.implode()).any():
+        raise ApplyError(
+            f"column {column!r} holds numbers that match none of the categories of the job's data (such as "
+            f"{known.head(1).item()!r}); give it as text, coded as in the job's data"
+        )
+    return text.alias(column)
+
+
+_TRUE, _FALSE = ("true", "t", "yes", "y", "1", "1.0"), ("false", "f", "no", "n", "0", "0.0")
+
+
+def _as_booleans(column: str, values: pl.Series) -> pl.Series:
+    text = values.cast(pl.String).str.strip_chars().str.to_lowercase()
+    cast = pl.select(
+        pl.when(text.is_in(_TRUE)).then(True).when(text.is_in(_FALSE)).then(False).otherwise(None)
+    ).to_series()
+    bad = values.is_not_null() & cast.is_null()
+    if bad.any():
+        _raise_bad(column, values, bad, "values that are not true or false where the job's data had booleans")
+    return cast.alias(column)
 
 
 def _raise_bad(column: str, values: pl.Series, bad: pl.Series, what: str) -> None:

@@ -50,8 +50,9 @@ POSITIVE_LABELS = (
 )
 ID_NAME = re.compile(r"(^|_|\b)(id|uuid|guid|key|rownames?|index|row_?num(ber)?)($|_|\b)", re.I)
 # 'customerId', 'userid': an id suffix without a separator. Also 'paid', 'valid', 'fluid', so it
-# marks an id only in integer or text columns, never in a float one ('amount_paid').
+# marks an id in a float column only when the name is camelCase or the values are whole (`_id_like`).
 ID_SUFFIX = re.compile(r"id$", re.I)
+CAMEL_ID = re.compile(r"[a-z0-9]I[Dd]$")
 DUPLICATED = re.compile(r"(.+)_duplicated_\d+")
 HIGH_NULL_RATE, SKEW_LIMIT, LEAK_LIMIT, SAMPLE_ROWS = 0.3, 2.0, 0.98, 5000
 MIN_ROWS, MIN_CLASS_ROWS = 50, 10
@@ -402,7 +403,7 @@ def _kind(col: pl.Series, non_null: pl.Series, n_unique: int, n: int, is_target:
     unique_per_row = n_unique == n and n > 1
     if (
         not is_target
-        and (ID_NAME.search(col.name) or (ID_SUFFIX.search(col.name) and not dtype.is_float()))
+        and (ID_NAME.search(col.name) or (ID_SUFFIX.search(col.name) and _id_like(col, non_null)))
         and (unique_per_row or not dtype.is_float())
         and (unique_per_row or n_unique > 0.9 * n)
     ):
@@ -425,6 +426,18 @@ def _kind(col: pl.Series, non_null: pl.Series, n_unique: int, n: int, is_target:
             return "text"
         return "categorical"
     return "categorical"
+
+
+def _id_like(col: pl.Series, non_null: pl.Series) -> bool:
+    """For a name ending in 'id' without a separator: not a float of fractions ('amount_paid', 'valid').
+
+    Integers and text qualify, and so do floats in camelCase ('CustomerID') or holding only
+    whole numbers (an integer id that pandas stored as float because of a missing value)."""
+    if not col.dtype.is_float():
+        return True
+    if CAMEL_ID.search(col.name):
+        return True
+    return bool(non_null.len()) and bool((non_null == non_null.floor()).all())
 
 
 def _parses_as_dates(text: pl.Series) -> bool:

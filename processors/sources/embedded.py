@@ -51,6 +51,7 @@ def _duckdb_session(path: str | None, view: tuple[str, str] | None = None) -> It
 
 SEPARATORS = (",", "\t", ";", "|")  # in this order when a header has as many of two
 _COMMA_DECIMAL = re.compile(r"^-?\d+,\d+$")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+$")  # 1,234 or 12,500,000: grouping as likely as a decimal
 _DOT_DECIMAL = re.compile(r"^-?\d*\.\d+$")
 
 
@@ -77,7 +78,7 @@ def csv_format(path: Path) -> tuple[str, bool]:
     if separator == ",":
         return separator, False
     cells = [cell.strip().strip('"') for line in lines[1:] for cell in line.split(separator)]
-    comma = sum(1 for c in cells if _COMMA_DECIMAL.match(c))
+    comma = sum(1 for c in cells if _COMMA_DECIMAL.match(c) and not _THOUSANDS.match(c))
     dot = sum(1 for c in cells if _DOT_DECIMAL.match(c))
     return separator, comma > dot
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -31,10 +32,23 @@ def test_text_in_a_numeric_column_is_refused_with_the_value_and_row() -> None:
     )
 
 
-def test_numbers_in_a_column_of_text_categories_are_refused() -> None:
+def test_numbers_that_match_no_category_are_refused_and_numeric_codes_that_do_pass() -> None:
     new = pl.DataFrame({"amount": [1.0], "merchant": [1], "code": ["10"]})
-    with pytest.raises(ApplyError, match=r"'merchant' holds numbers where the job's data had text \(such as 'm1'\)"):
+    with pytest.raises(ApplyError, match=r"'merchant' holds numbers that match none of the categories .*'m1'"):
         conformed(new, REFERENCE, COLUMNS)
+    mixed = pl.DataFrame({"amount": [1.0, 2.0], "merchant": ["m1", "m2"], "code": [10, 99]})  # 99: unseen
+    assert conformed(mixed, REFERENCE, COLUMNS)["code"].to_list() == ["10", "99"]
+
+
+def test_booleans_dates_and_unconvertible_types() -> None:
+    reference = pl.DataFrame({"flag": [True, False], "day": [date(2024, 1, 5), date(2024, 2, 1)]})
+    new = pl.DataFrame({"flag": ["Yes", "0"], "day": ["2024-03-01", None]})
+    out = conformed(new, reference, ["flag", "day"])
+    assert out["flag"].to_list() == [True, False] and out["day"].to_list() == [date(2024, 3, 1), None]
+    with pytest.raises(ApplyError, match=r"'flag' holds values that are not true or false .*'maybe' in row 1"):
+        conformed(pl.DataFrame({"flag": ["maybe"], "day": [None]}), reference, ["flag"])
+    with pytest.raises(ApplyError, match=r"'day' holds Int64 values where the job's data had Date .*; convert it"):
+        conformed(pl.DataFrame({"flag": [True], "day": [20240105]}), reference, ["day"])
 
 
 def test_same_types_pass_unchanged() -> None:

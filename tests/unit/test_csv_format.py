@@ -16,6 +16,8 @@ from processors.sources.embedded import FileSource, csv_format
         ("plain.csv", "a,b,y\n1.5,2,0\n2.5,3,1\n", (",", False), ["a", "b", "y"], [1.5, 2, 0]),
         ("euro.csv", "a;b;c;y\n1,5;2;x,y;1\n-0,25;3;z;0\n", (";", True), ["a", "b", "c", "y"], [1.5, 2.0, "x,y", 1]),
         ("semi_dot.csv", "a;b;y\n1.5;2.25;1\n0.5;3.5;0\n", (";", False), ["a", "b", "y"], [1.5, 2.25, 1]),
+        # 1,234 may be a thousands grouping: it never turns decimal commas on by itself
+        ("sales.tsv", "r\ts\ty\nA\t1,234\t1\nB\t12\t0\n", ("\t", False), ["r", "s", "y"], ["A", "1,234", 1]),
         ("pipe.csv", "a|b|y\n1|2|0\n3|4|1\n", ("|", False), ["a", "b", "y"], [1, 2, 0]),
         ("tabs.tsv", "a\tb\ty\n1\t2\t0\n3\t4\t1\n", ("\t", False), ["a", "b", "y"], [1, 2, 0]),
         ("quoted.csv", '"x;y",b,y\n1,2,0\n3,4,1\n', (",", False), ["x;y", "b", "y"], [1, 2, 0]),

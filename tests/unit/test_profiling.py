@@ -194,11 +194,16 @@ def test_an_id_suffix_without_separator_marks_ids_but_not_amounts() -> None:
             "valid": rng.normal(size=n),
             "customerId": np.arange(100, 100 + n)[::-1].copy(),
             "userid": [f"u{i}" for i in range(n)],
+            "AccountID": np.arange(n, dtype=float) + 0.5,  # camelCase: an id even as floats
+            "orderid": np.arange(n, dtype=float) * 3,  # whole numbers in a float column: an id
             "y": rng.integers(0, 2, n),
         }
     )
     kinds = {c.name: c.kind for c in profile_table(frame, "y").columns}
-    assert kinds == {"amount_paid": "numeric", "valid": "numeric", "customerId": "id", "userid": "id", "y": "boolean"}
+    assert kinds == {
+        "amount_paid": "numeric", "valid": "numeric", "customerId": "id", "userid": "id", "AccountID": "id",
+        "orderid": "id", "y": "boolean",
+    }  # fmt: skip
 
 
 def test_infinite_values_are_named_in_the_warnings() -> None:
