@@ -54,7 +54,8 @@ class RequestJob:
     entity: str | None = None  # the key column features are served by; None: the profile's id column
     llm_budget_tokens: int | None = None  # LLM tokens (in + out) the job may spend; None: the deployment's default
     llm_budget_usd: float | None = None  # LLM cost the job may spend, in US dollars; None: no cost cap
-    # Columns the user vouches for: the schema agent keeps them even when it suspects leakage or an id.
+    # Columns the user vouches for: the schema agent keeps them even when it suspects leakage (ids and
+    # constant columns are left out all the same).
     keep_columns: tuple[str, ...] = ()
 
 

@@ -382,6 +382,7 @@ def jobs_resume(
             )
             return
         console.print(f"job {job.job_id} is already {job.status}; writing its results to {out}")
+    finished = job.terminal and not retry
     out = out or Path("out")
     _check_out(out)
     started = time.monotonic()
@@ -393,11 +394,14 @@ def jobs_resume(
                 runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
                 runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job.job_id))
             except KeyboardInterrupt:
-                print(f"afep: interrupted; `afep jobs resume {job.job_id}` continues it again", file=sys.stderr)
+                here = f" --data-dir {settings.data_dir}" if data_dir else ""
+                again = f"afep jobs resume {job.job_id}{here} --out {out}"
+                print(f"afep: interrupted; `{again}` continues it", file=sys.stderr)
                 raise SystemExit(INTERRUPTED) from None
     finally:
         runtime.stop()
-    _finish(export_job(store, job.job_id, out, wall_seconds=time.monotonic() - started), out)
+    wall = None if finished else time.monotonic() - started  # a finished job: its time from the log
+    _finish(export_job(store, job.job_id, out, wall_seconds=wall), out)
 
 
 projections_app = typer.Typer(no_args_is_help=True, help="Read models: rebuild from the log.")

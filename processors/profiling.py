@@ -125,9 +125,14 @@ class UnknownKeptColumn(InputError):
 class NothingToLearnFrom(InputError):
     def __init__(self, excluded: list[Flag]) -> None:
         reasons = "; ".join(f"{f.column} ({f.reason})" for f in excluded[:5]) + ("; …" if len(excluded) > 5 else "")
-        super().__init__(
-            f"every column besides the target was excluded: {reasons}. Nothing is left to build features from; "
+        leaks = any(f.reason.startswith("leakage suspect") for f in excluded)
+        hint = (
             "if a leakage suspect is a legitimate input, keep it with --keep COLUMN (API: keep_columns)"
+            if leaks
+            else "add columns that describe the rows (ids and constant columns are never features)"
+        )
+        super().__init__(
+            f"every column besides the target was excluded: {reasons}. Nothing is left to build features from; {hint}"
         )
 
 
@@ -277,6 +282,7 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto", keep: Coll
     excluded += [Flag(f.column, f"leakage suspect: {f.reason}") for f in leakage if f.column not in keep]
     warnings = [f"{p.name}: {w}" for p in profiles for w in p.warnings if p.name != target and p.kind not in ("id",)]
     warnings += [f"{f.column}: kept on request, a leakage suspect ({f.reason})" for f in leakage if f.column in keep]
+    warnings += [f"{f.column}: left out although kept on request: {f.reason}" for f in excluded if f.column in keep]
     for name in df.columns:  # a CSV header naming a column twice: Polars reads the second as <name>_duplicated_<n>
         if (twin := DUPLICATED.fullmatch(name)) and twin.group(1) in df.columns:
             warnings.append(f"{name}: the file names a second column {twin.group(1)!r}; it is read as {name!r}")

@@ -176,15 +176,15 @@ class Workbench:
         return values  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        for key in list(self._background):  # before the workers it uses go away
-            _, stop = self._background[key]
+        running = list(self._background.items())  # a snapshot: an agent thread may still be adding
+        for _, (_, stop) in running:  # before the workers it uses go away
             stop.set()
-        for key in list(self._background):
-            thread, _ = self._background.pop(key)
+        for key, (thread, _) in running:
             thread.join(timeout=BACKGROUND_JOIN_SECONDS)
+            self._background.pop(key, None)
+        if self._sandbox is not None:  # first: a batch in flight then ends now, not after its codes' limits
+            self._sandbox.close()
+            self._sandbox = None
         if self._sandbox_driver is not None:
             self._sandbox_driver.shutdown(wait=True, cancel_futures=True)
             self._sandbox_driver = None
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None

@@ -34,8 +34,7 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         profile = profile_table(df, request.target, request.task, request.keep_columns)  # type: ignore[arg-type]
         require_rows(df, profile)
         require_features(profile)
-        if request.entity is not None:
-            checked_key(request.entity, df, job_id)  # served per key once approved: fail now, not then
+        key_problem = _key_problem(request.entity, df, job_id)
     except (InputError, ValuesProblem) as error:
         return [
             *out,
@@ -60,6 +59,9 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
         out.append(Trace(job_id, NAME, "thought", warning))
     profile_json = json.dumps(profile.to_dict(), default=str)
     warnings = tuple(profile.warnings)
+    if key_problem:
+        out.append(Trace(job_id, NAME, "thought", f"features of this job cannot be served per key: {key_problem}"))
+        warnings += (f"--entity {request.entity}: {key_problem}",)
     if bench.llm is not None:  # with a model: the table's semantics, by a tool-use loop over the snapshot
         from processors.llm.steps import schema_semantics
 
@@ -119,3 +121,19 @@ def _load(bench: Workbench, source: str, table: str | None, tenant: str) -> pl.D
 def _as_given(error: SourceError, resolved: str, shown: str) -> SourceError:
     """`error` with the resolved source (a server path) replaced by the source as the tenant gave it."""
     return SourceError(str(error).replace(redact(resolved), shown).replace(resolved, shown))
+
+
+def _key_problem(entity: str | None, df: pl.DataFrame, job_id: str) -> str | None:
+    """Why a declared --entity cannot key the job's rows in the feature store, or None.
+
+    Not a column of the table: ValuesProblem, the job fails at once (a typo). Repeated, empty or
+    float keys: only serving is affected, so the job goes on and its warnings say it."""
+    if entity is None:
+        return None
+    if entity not in df.columns:
+        checked_key(entity, df, job_id)  # raises, with the table's columns
+    try:
+        checked_key(entity, df, job_id)
+    except ValuesProblem as problem:
+        return str(problem)
+    return None

@@ -194,8 +194,13 @@ def findings_semantics(profile: TableProfile, semantics: dict[str, Any]) -> str:
         lines.append(f"entity: {', '.join(semantics['entity'])}")
     if semantics.get("time_columns"):
         lines.append(f"time columns: {', '.join(semantics['time_columns'])}")
+    usable = {c.name for c in profile.features}
+    kept = {f.column for f in profile.leakage} & usable  # suspects the user vouched for (--keep)
     for suspect in semantics.get("leakage_suspects") or []:
-        lines.append(f"leakage suspect (avoid): `{suspect['column']}`: {suspect['reason']}")
+        if suspect["column"] not in kept:
+            lines.append(f"leakage suspect (avoid): `{suspect['column']}`: {suspect['reason']}")
+    for column in sorted(kept):
+        lines.append(f"kept by the user although it looks like leakage (a legitimate input): `{column}`")
     return "\n".join(lines)
 
 

@@ -111,12 +111,32 @@ def file_columns(location: Location) -> list[str] | None:
     path = Path(location.path)
     try:
         if location.kind == "csv":
-            return csv_header(path)
+            header = csv_header(path)
+            return None if header is None else loaded_names(header)
         if location.kind == "parquet":
-            return list(pl.read_parquet_schema(path))
+            return loaded_names(list(pl.read_parquet_schema(path)))
     except Exception:  # noqa: BLE001 - a file we cannot read is reported when the job loads it
         return None
     return None
+
+
+def loaded_names(header: list[str]) -> list[str]:
+    """The column names a load gives a file with this header: a repeated name as Polars reads it
+    (`a`, `a_duplicated_0`, ...), then an empty one as `checked_columns` names it."""
+    names: list[str] = []
+    repeats: dict[str, int] = {}
+    for name in header:
+        if name in names:
+            names.append(f"{name}_duplicated_{repeats.get(name, 0)}")
+            repeats[name] = repeats.get(name, 0) + 1
+        else:
+            names.append(name)
+    if "" in names:
+        unnamed = f"unnamed_{names.index('')}"
+        while unnamed in names:
+            unnamed += "_"
+        names[names.index("")] = unnamed
+    return names
 
 
 def column_problem(names: list[str]) -> str | None:

@@ -131,12 +131,14 @@ EXTRA_FUNCTIONS = frozenset({
     # math and text
     "gcd", "lcm", "isfinite", "isnan", "isinf", "even", "octet_length", "btrim", "quote", "printf", "format",
     "levenshtein", "jaro_winkler_similarity", "damerau_levenshtein", "hamming", "soundex", "string_split",
-    "str_split", "prefix", "suffix", "regexp_matches", "regexp_split_to_array",
+    "str_split", "prefix", "suffix", "regexp_matches", "regexp_split_to_array", "regexp_split_to_table",
+    "strip_accents", "find_in_set", "field", "crc32", "bit_count", "total", "mad", "list_slice",
     # dates and times
     "to_date", "to_timestamp", "make_date", "make_time", "make_timestamp", "datepart", "date_part", "age", "dateadd",
     "date_format", "strftime", "strptime", "julianday", "unixepoch", "epoch", "epoch_ms", "from_days", "to_days",
     "weekday", "yearweek", "timestampadd", "unix_timestamp", "from_unixtime", "timezone", "isoyear", "isodow",
-    "century", "decade", "millennium", "era", "now", "date", "time", "datetime",
+    "century", "decade", "millennium", "era", "now", "date", "time", "datetime", "date_sub", "period_diff",
+    "clock_timestamp",
     # aggregates
     "mean", "quantile_cont", "quantile_disc", "every", "entropy", "histogram", "product", "fsum", "sumkahan", "favg",
     "bit_and", "bit_or", "bit_xor",
@@ -147,7 +149,8 @@ EXTRA_FUNCTIONS = frozenset({
     "jsonb_array_length", "jsonb_typeof", "json_typeof", "jsonb_build_object", "jsonb_build_array",
     "json_object_keys", "jsonb_object_keys", "json_each", "jsonb_each", "json_each_text", "jsonb_each_text",
     "json_array_elements", "jsonb_array_elements", "json_array_elements_text", "jsonb_array_elements_text", "to_json",
-    "to_jsonb", "json_unquote", "json_contains", "json_length", "json_search", "json_quote", "json_keys", "json_type",
+    "json_object_agg", "jsonb_object_agg", "row_to_json", "to_jsonb", "json_unquote", "json_contains", "json_length",
+    "json_search", "json_quote", "json_keys", "json_type",
     # lists, series, hashes
     "cardinality", "list_value", "list_contains", "list_extract", "list_sort", "list_distinct", "list_aggregate",
     "list_sum", "list_reverse", "list_concat", "list_filter", "list_transform", "range", "generate_series",

@@ -52,3 +52,12 @@ def test_a_header_naming_a_column_twice_is_read_and_named_in_the_warnings(tmp_pa
     assert frame.columns == ["a", "a_duplicated_0", "y"]
     warnings = profile_table(frame, "y").warnings
     assert "a_duplicated_0: the file names a second column 'a'; it is read as 'a_duplicated_0'" in warnings
+
+
+@pytest.mark.parametrize("header", [",a,a,y", "a,a,a,y", ",unnamed_0,b,y", "a,b,y"])
+def test_the_api_checks_column_names_as_a_load_gives_them(tmp_path: Path, header: str) -> None:
+    from processors.sources import loaded_names
+
+    path = tmp_path / "t.csv"
+    path.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    assert loaded_names(header.split(",")) == load_table(str(path)).columns

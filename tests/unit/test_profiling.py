@@ -60,6 +60,8 @@ def test_a_kept_leakage_suspect_stays_a_feature_with_a_warning() -> None:
     assert [f.column for f in p.leakage] == ["leaky_flag"]  # the suspicion is still on record
     assert any(w.startswith("leaky_flag: kept on request, a leakage suspect") for w in p.warnings)
     assert "leaky_flag" in [c.name for c in p.features]
+    ids = profile_table(credit_frame(), "Status", "auto", keep=("customer_id",))
+    assert "customer_id: left out although kept on request: identifier (unique per row)" in ids.warnings
     with pytest.raises(UnknownKeptColumn, match=r"'nope', to keep \(--keep, keep_columns\), is not a column"):
         profile_table(credit_frame(), "Status", "auto", keep=("nope",))
 
