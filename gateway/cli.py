@@ -223,10 +223,12 @@ def _apply_targets(sources: list[str], out: Path) -> list[tuple[str, Path]]:
 
 
 def _apply_one(job_dir: Path, data: str, table: str | None, out: Path, sandbox: Any) -> None:
-    from processors.apply import apply_features
+    from processors.apply import apply_features, read_features
     from processors.sources import load_table
 
     result = apply_features(job_dir, load_table(data, table), sandbox)
+    if not read_features(job_dir):
+        console.print(f"the job in {job_dir} selected no features: the table is written as it is")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         result.write_csv(out)
@@ -349,6 +351,7 @@ def jobs_resume(
     ] = None,
     data_dir: DataDir = None,
     retry: Annotated[bool, typer.Option(help="retry a failed or cancelled job")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live trace lines")] = False,
 ) -> None:
     """Finish an interrupted job: every agent resumes from its tracked position."""
     from gateway.console import LiveView
@@ -386,7 +389,7 @@ def jobs_resume(
     out = out or Path("out")
     _check_out(out)
     started = time.monotonic()
-    view = LiveView(console, job.job_id)
+    view = LiveView(console, job.job_id, verbose=not quiet)
     runtime = build_runtime(settings, store, observers=[view], policy=SourcePolicy.local(settings.data_dir))
     try:
         with view:

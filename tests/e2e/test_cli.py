@@ -287,7 +287,7 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_finishes_the_job(tm
     assert proc.returncode == 130, err
     resume = f"afep jobs resume {job_id} --data-dir {data_dir} --out {out}"
     assert err.strip() == f"afep: interrupted; `{resume}` continues it"
-    resumed = afep("jobs", "resume", job_id, "--out", str(out), "--data-dir", str(data_dir), cwd=tmp_path)
+    resumed = afep("jobs", "resume", job_id, "--out", str(out), "--data-dir", str(data_dir), "-q", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert json.loads((out / "result.json").read_text())["status"] == "completed"
     (out / "result.json").unlink()
