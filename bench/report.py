@@ -668,6 +668,24 @@ def side_results(results_dir: Path = RESULTS) -> list[str]:
                 f"| {s(row['openfe_wall_s'])} | {s(row['quarter_openfe_s'])} | {ratio(row)} | {verdict(row)} |"
                 for row in rows
             ),
+            *_floor_total(rows),
             "",
         ]
     return L
+
+
+def _floor_total(rows: list[dict]) -> list[str]:
+    """The table's total line: every run of every dataset (means x seeds), and what share of
+    OpenFE's time the least job already takes."""
+    complete = [r for r in rows if r["afep_wall_s"] is not None and r["openfe_wall_s"]]
+    if not complete:
+        return []
+
+    def total(key: str) -> float:
+        return sum(r[key] * len(r["seeds"]) for r in complete)
+
+    floor, cpu, full, openfe = (total(k) for k in ("floor_wall_s", "floor_cpu_s", "afep_wall_s", "openfe_wall_s"))
+    return [
+        f"| **total** ({sum(len(r['seeds']) for r in complete)} runs) | {floor:.1f} | {cpu:.1f} | {full:.1f} "
+        f"| {openfe:.1f} | — | {full / openfe:.3f} (least job: **{floor / openfe:.3f}**) | — |"
+    ]

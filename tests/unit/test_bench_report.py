@@ -37,6 +37,7 @@ def test_the_floor_table_compares_a_one_candidate_job_with_a_quarter_of_openfe(t
     assert "| concrete | 3.28 | 5.19 | 7.40 | 9.44 | 2.36 | 0.78 | out of reach: the least job is slower |" in text
     assert "| credit_data | 1.20 | 5.19 | 2.50 | 10.80 | 2.70 | 0.23 | met |" in text
     assert "| ames | 1.20 | 5.19 | 4.00 | 10.80 | 2.70 | 0.37 | not met, not ruled out |" in text
+    assert "| **total** (6 runs) | 11.4 | 31.1 | 27.8 | 62.1 | — | 0.448 (least job: **0.183**) | — |" in text
     assert "Test CPU" in text
     assert "may come from another hour" in text  # no row says OpenFE ran alongside
 
