@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -175,9 +175,7 @@ def run(
                 # the job's MLflow runs exist when `afep run` returns (AFEP_TRACKING=off: nothing to wait for)
                 runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job_id))
             except KeyboardInterrupt:
-                here = f" --data-dir {settings.data_dir}" if data_dir else ""
-                print(f"afep: interrupted; `afep jobs resume {job_id}{here} --out {out}` continues it", file=sys.stderr)
-                raise SystemExit(INTERRUPTED) from None
+                _interrupted(job_id, settings.data_dir if data_dir else None, out)
         wall = (ended[0] if ended else time.monotonic()) - started
         result = export_job(store, job_id, out, wall_seconds=wall)
         _finish(result, out)
@@ -193,6 +191,13 @@ def run(
             raise UsageError(f"the job's results are in {out}; {len(failed)} --apply table(s) failed, fix and {again}")
     finally:
         runtime.stop()
+
+
+def _interrupted(job_id: str, data_dir: Path | None, out: Path) -> NoReturn:
+    """Ctrl-C during a job: say how to continue it, exit 130."""
+    here = f" --data-dir {data_dir}" if data_dir else ""
+    print(f"afep: interrupted; `afep jobs resume {job_id}{here} --out {out}` continues it", file=sys.stderr)
+    raise SystemExit(INTERRUPTED)
 
 
 def _check_out(out: Path) -> None:
@@ -223,11 +228,12 @@ def _apply_targets(sources: list[str], out: Path) -> list[tuple[str, Path]]:
 
 
 def _apply_one(job_dir: Path, data: str, table: str | None, out: Path, sandbox: Any) -> None:
-    from processors.apply import apply_features, read_features
+    from processors.apply import apply_features
     from processors.sources import load_table
 
-    result = apply_features(job_dir, load_table(data, table), sandbox)
-    if not read_features(job_dir):
+    new = load_table(data, table)
+    result = apply_features(job_dir, new, sandbox)
+    if result.width == new.width:
         console.print(f"the job in {job_dir} selected no features: the table is written as it is")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
@@ -397,10 +403,7 @@ def jobs_resume(
                 runtime.run_until_idle(until=lambda: _terminal(store, job.job_id))
                 runtime.run_until_idle(until=lambda: tracking.settled(store, runtime.bench, job.job_id))
             except KeyboardInterrupt:
-                here = f" --data-dir {settings.data_dir}" if data_dir else ""
-                again = f"afep jobs resume {job.job_id}{here} --out {out}"
-                print(f"afep: interrupted; `{again}` continues it", file=sys.stderr)
-                raise SystemExit(INTERRUPTED) from None
+                _interrupted(job.job_id, settings.data_dir if data_dir else None, out)
     finally:
         runtime.stop()
     wall = None if finished else time.monotonic() - started  # a finished job: its time from the log
