@@ -75,8 +75,8 @@ def _err(task: str, score: float) -> float:
     return 1.0 - score if task == "classification" else score
 
 
-def calibrate_claims(names: list[str], seeds: list[int], splits: int, log) -> list[dict]:
-    cache = records.latest(RESULTS, protocol.PROTOCOL)
+def calibrate_claims(names: list[str], seeds: list[int], splits: int, log, results: Path = RESULTS) -> list[dict]:
+    cache = records.latest(results, protocol.PROTOCOL)
     rows: list[dict] = []
     for name in names:
         ds = dsets.LOADERS[name]()
@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--null-jobs", type=int, default=20, help="jobs per null experiment (default 20; 0 skips them)")
     p.add_argument("--skip-claims", action="store_true")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument(
+        "--results", type=Path, default=RESULTS, help="bench.run records to read (its --results; default bench/results)"
+    )
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "calibration.png")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     tables = dsets.LOADERS if args.set == "all" else dsets.SETS[args.set]
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out["protocol"] = protocol.PROTOCOL
     if not args.skip_claims:
-        rows = calibrate_claims(names, seeds, args.splits, log)
+        rows = calibrate_claims(names, seeds, args.splits, log, args.results)
         kept = [r for r in old.get("features", []) if r["dataset"] not in names or r["seed"] not in seeds]
         out["features"] = kept + rows
         out["splits"] = args.splits
