@@ -35,7 +35,7 @@ ENGINE_NOTES = {
     "afep": "the `afep` CLI: one `afep run` on train with `--apply` on train and test (what `afep apply` does, in the same process), every selected feature added. "
     "A feature is selected only if it confirms for this protocol's model: up to 3 finalists from fast screening, each refitted "
     "with LightGBM 2000/0.05/31 leaves/early stopping 100 on 2 x 10-fold cross-validation of the job's rows, "
-    "corrected repeated k-fold t-test (Nadeau-Bengio/Bouckaert-Frank, one-sided), the finalists in order until one fails. "
+    "corrected repeated k-fold t-test (Nadeau-Bengio/Bouckaert-Frank, one-sided), Holm over the finalists. "
     "Run with AFEP_TRACKING=off (no MLflow logging; OpenFE and DFS log nothing either).",
     "openfe": "openfe 0.0.12, `OpenFE().fit(data, label, task, n_jobs=2, seed=seed)`, top 10 of "
     "`new_features_list` added via `transform(train, test, …, n_jobs=2)` (transform sees train+test feature "

@@ -24,8 +24,8 @@ progress=None, categorical=(), confirm_top=10, max_new=10, partial=(), complete=
     next to those before it) -> the final confirmation, which decides: each finalist
     against the baseline on the 20 final folds, fitted with the external protocol's
     model (2000 trees, step 0.05, 31 leaves, early stopping 100 on an inner split),
-    corrected repeated k-fold t-test (Nadeau-Bengio, Bouckaert-Frank), the finalists
-    in order, each at the full level, until one does not confirm. A finalist's
+    corrected repeated k-fold t-test (Nadeau-Bengio, Bouckaert-Frank), Holm over the
+    finalists. A finalist's
     reported lift, CI and p are those of the final confirmation. ``partial`` ids hold
     only ``plan.eager_fits`` columns; ``complete(ids)`` supplies the rest for those
     that reach confirmation.

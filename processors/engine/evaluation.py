@@ -5,8 +5,8 @@ hundreds of candidates down to at most FINALISTS. The decision is the final
 confirmation: each finalist against the baseline on the plan's final splits (2 x 10-fold
 cross-validation of all rows, guard rows included), fitted with the external protocol's
 model (what a user trains), judged by the corrected repeated k-fold t-test (Nadeau-Bengio's
-variance correction, as Bouckaert and Frank apply it to repeated cross-validation), the
-finalists in their shortlist order (a fixed-sequence test). Its lift, CI and p are what the round
+variance correction, as Bouckaert and Frank apply it to repeated cross-validation), with
+Holm's correction over the finalists. Its lift, CI and p are what the round
 reports for a finalist. "No feature helps" is a valid outcome and is said plainly.
 """
 
@@ -32,13 +32,13 @@ from processors.engine.selection import (
     most_correlated,
     standardised,
 )
-from processors.engine.statistics import PairedTest, corrected_paired_test, fixed_sequence
+from processors.engine.statistics import PairedTest, corrected_paired_test, holm
 from processors.engine.trials import FeatureSet, Progress, Trials
 
 Complete = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
 CONFIRM_TOP = 10
 SELECT_P = 0.05
-# The final confirmation's level: one-sided p of the corrected test, each finalist in turn. The
+# The final confirmation's level: Holm-adjusted one-sided p of the corrected test. The
 # corrected test is conservative with few rows; measured on the development tables (see
 # docs/benchmarks.md) one-sided 0.10 kept finalists that helped on the benchmark's unseen
 # test rows, and the null experiments (permuted targets, pure-noise candidates) still
@@ -52,8 +52,7 @@ CONFIRM_STAGES = (3, 2, 5, 10)
 KEEP_P = 0.5
 MAX_NEW = 10
 # Finalists per round: the shortlist's best, each still helping next to those before it.
-# Each costs the plan's final fits of the protocol's model; they are tested in order, stopping
-# at the first that does not confirm (`_final_confirm`).
+# Each costs the plan's final fits of the protocol's model, and Holm divides alpha among them.
 FINALISTS = 3
 # Final splits every finalist gets; only those with a positive mean lift get the rest.
 FINAL_FUTILITY_SPLITS = 5
@@ -369,21 +368,12 @@ def _evaluate(
         if _complete(trials, finalists, complete):  # already complete: the shortlist fitted them
             raise RuntimeError("a finalist could not be computed on the final splits")
         final_tests = _final_confirm(trials, baseline, finalists)
-        tested = list(final_tests)
-        adjusted = fixed_sequence([final_tests[c].p_greater for c in tested])
-        for c, adj in zip(tested, adjusted, strict=True):
+        adjusted = holm([final_tests[c].p_greater for c in finalists])
+        for c, adj in zip(finalists, adjusted, strict=True):
             o = outcomes[c]
-            o.stage, o.final, o.adjusted = "select", final_tests[c], float(adj)
+            o.stage, o.final, o.holm = "select", final_tests[c], float(adj)
             if final_tests[c].mean > 0 and adj <= FINAL_ALPHA:
                 chosen.append(c)
-        ended_by_failure = tested[-1] not in chosen
-        for c in finalists[len(tested) :]:
-            outcomes[c].note = (
-                f"finalist {finalists.index(c) + 1} of {len(finalists)}, not tested: the finalists are tested in "
-                f"their shortlist order, each at the full level, and finalist {len(tested)} did not confirm"
-                if ended_by_failure
-                else "finalist, but the deadline came before its final confirmation"
-            )
     final_set: FeatureSet = (*baseline, *chosen)
     ranks = trials.importance_ranks(final_set, confirm) if chosen else {}
     for c in chosen:
@@ -415,7 +405,7 @@ def _evaluate(
             ci_low=None if shown is None else shown.ci_low,
             ci_high=None if shown is None else shown.ci_high,
             p_value=None if shown is None else shown.p_greater if o.final is not None else shown.p_value,
-            p_adjusted=o.adjusted,
+            p_adjusted=o.holm,
             importance_rank=o.importance_rank,
             selected=o.selected,
             reason=describe(o, metric, base_mean, how),
@@ -442,19 +432,10 @@ def _evaluate(
 
 
 def _final_confirm(trials: Trials, baseline: FeatureSet, finalists: Sequence[str]) -> dict[str, PairedTest]:
-    """The finalists in order against `baseline` on the final splits, with the model a user trains.
-
-    A fixed-sequence test: the first finalist (the shortlist's best) is tested at the full
-    level; the next only if it confirmed, and so on. Returns the tests run, in order; the
-    first that does not confirm (or the deadline) ends the sequence. The order is the
-    shortlist's, fixed before any final fit, so the family-wise error rate is FINAL_ALPHA
-    without dividing it among the finalists as Holm's correction did (the first finalist,
-    usually the only one with a chance, needed p <= 0.033 when there were three). Measured
-    on the development tables against Holm: the same selections in 25 of 25 jobs, and the
-    finalists after one that fails are never fitted.
+    """Each finalist against `baseline` on the final splits, with the model a user trains.
 
     The per-fold lifts of repeated K-fold cross-validation are correlated (training parts
-    overlap), so each test is the corrected repeated k-fold t-test: Nadeau-Bengio's variance
+    overlap), so the test is the corrected repeated k-fold t-test: Nadeau-Bengio's variance
     factor 1/J + n_test/n_train (1/(K-1)) instead of 1/J. Its CI is the claim the job reports.
 
     A finalist whose mean lift is not positive after the first FINAL_FUTILITY_SPLITS
@@ -463,19 +444,16 @@ def _final_confirm(trials: Trials, baseline: FeatureSet, finalists: Sequence[str
     """
     final = trials.plan.split_indices("final")
     first, rest = final[:FINAL_FUTILITY_SPLITS], final[FINAL_FUTILITY_SPLITS:]
-    tests: dict[str, PairedTest] = {}
-    for c in finalists:
-        if tests and trials.out_of_time():
-            break
-        trials.run([(baseline, s) for s in first] + [((*baseline, c), s) for s in first])
-        splits = first
-        if trials.diffs((*baseline, c), baseline, first).mean() > 0 and rest:
-            trials.run([(baseline, s) for s in rest] + [((*baseline, c), s) for s in rest])
-            splits = final
-        tests[c] = corrected_paired_test(trials.diffs((*baseline, c), baseline, splits), trials.plan.final_fraction)
-        if not (tests[c].mean > 0 and tests[c].p_greater <= FINAL_ALPHA):
-            break
-    return tests
+    trials.run([(baseline, s) for s in first] + [((*baseline, c), s) for c in finalists for s in first])
+    alive = [c for c in finalists if trials.diffs((*baseline, c), baseline, first).mean() > 0]
+    if alive and rest:
+        trials.run([(baseline, s) for s in rest] + [((*baseline, c), s) for c in alive for s in rest])
+    return {
+        c: corrected_paired_test(
+            trials.diffs((*baseline, c), baseline, final if c in alive else first), trials.plan.final_fraction
+        )
+        for c in finalists
+    }
 
 
 def _final_design(plan: FoldPlan) -> str:
@@ -486,12 +464,12 @@ def _verdict(chosen: Sequence[str], finalists: Sequence[str], n_tested: int, n_s
     if chosen:
         return (
             f"{len(chosen)} of {len(finalists)} finalist(s) confirmed for the model a user trains "
-            f"({n_final} cross-validation folds, corrected t-test, finalists in order)"
+            f"({n_final} cross-validation folds, corrected t-test, Holm)"
         )
     if finalists:
         return (
             f"no feature helps: none of {len(finalists)} finalist(s) confirmed for the model a user trains "
-            f"({n_final} cross-validation folds, corrected t-test, finalists in order)"
+            f"({n_final} cross-validation folds, corrected t-test, Holm)"
         )
     if n_tested:
         return f"no feature helps: none of {n_tested} shortlisted candidate(s) gained reliably even on the fast models"

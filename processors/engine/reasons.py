@@ -24,7 +24,7 @@ class Outcome:
     screen_rank: int | None = None
     test: PairedTest | None = None  # shortlist: fast internal cross-validation
     final: PairedTest | None = None  # final confirmation (finalists only): the decision
-    adjusted: float | None = None  # fixed-sequence adjusted p of `final`: the largest p up to this finalist
+    holm: float | None = None  # Holm-adjusted p of `final` over the round's finalists
     selected: bool = False
     importance_rank: int | None = None
     note: str = ""
@@ -39,7 +39,7 @@ class Tests:
     shortlist_test: str
     n_finalists: int
     alpha: float  # the shortlist's level
-    final_alpha: float  # the final confirmation's level (one-sided, fixed-sequence adjusted)
+    final_alpha: float  # the final confirmation's level (Holm-adjusted, one-sided)
     confirm_top: int
 
 
@@ -61,19 +61,15 @@ def _numbers(metric: str, t: PairedTest, base: float, one_sided: bool = False) -
 
 def describe(o: Outcome, metric: str, base: float, tests: Tests) -> str:
     if o.final is not None:
-        adjusted = (
-            f", fixed-sequence adjusted p={o.adjusted:.3g} over {tests.n_finalists} finalist(s) in order)"
-            if o.adjusted is not None
-            else ")"
-        )
-        numbers = _numbers(metric, o.final, base, one_sided=True) + adjusted
+        holm = f", Holm-adjusted p={o.holm:.3g} over {tests.n_finalists} finalist(s))" if o.holm is not None else ")"
+        numbers = _numbers(metric, o.final, base, one_sided=True) + holm
         test = tests.final_test.format(n=o.final.n)
         if o.selected:
             return f"selected: {numbers} by {test}, at one-sided level {tests.final_alpha:g}"
         why = o.note or (
             "no gain for that model"
             if o.final.mean <= 0
-            else f"not significant (needs one-sided p<={tests.final_alpha:g})"
+            else f"not significant after Holm's correction (needs Holm-adjusted one-sided p<={tests.final_alpha:g})"
         )
         if o.final.n < tests.n_final_splits:
             why = f"no gain for that model over the first {o.final.n} folds, so it was not fitted on the others"

@@ -18,9 +18,8 @@ class CandidateResult:
     folds, corrected repeated k-fold t-test: the decision), "shortlist" for candidates that
     only reached the fast internal cross-validation (optimistic, never decides a
     selection), None if not tested. For a finalist `p_value` is the one-sided p of
-    "the feature helps" (the decision's statistic) and `p_adjusted` its fixed-sequence
-    adjustment (the largest p of the finalists up to it, in their order); for the
-    shortlist `p_value` is two-sided.
+    "the feature helps" (the decision's statistic) and `p_adjusted` its Holm adjustment
+    over the round's finalists; for the shortlist `p_value` is two-sided.
     """
 
     id: str

@@ -125,13 +125,15 @@ def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def fixed_sequence(p_values: Sequence[float]) -> np.ndarray:
-    """Adjusted p-values of a fixed-sequence test: hypotheses in the given order, each at the full level.
-
-    The k-th is rejected at level alpha when the first k p-values all are <= alpha, so its
-    adjusted p is their maximum. The order must be fixed before the tests are run; then the
-    family-wise error rate is alpha, with no division among the hypotheses (Maurer, Hothorn
-    and Lehmacher 1995).
-    """
-    p = np.clip(np.asarray(p_values, dtype=np.float64), 0.0, 1.0)
-    return np.maximum.accumulate(p) if p.shape[0] else p
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error control)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.shape[0]
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    scaled = p[order] * (m - np.arange(m))
+    adjusted = np.maximum.accumulate(scaled)
+    out = np.empty(m)
+    out[order] = np.clip(adjusted, 0.0, 1.0)
+    return out

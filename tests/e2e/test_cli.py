@@ -169,7 +169,7 @@ def test_run_apply_and_replay(tmp_path: Path) -> None:
     best = features[0]
     planted = ({"Debt", "Income"}, {"Balance", "Tenure"})
     assert any(pair <= set(f["source_columns"]) for f in features for pair in planted)
-    # the decision: one-sided p of "it helps" (finalists in order) for the model a user trains,
+    # the decision: one-sided p of "it helps" (Holm over the finalists) for the model a user trains,
     # at FINAL_ALPHA; the 95% CI is two-sided, so its lower end may be below zero
     assert all(f["p_value"] <= FINAL_ALPHA and f["ci"][0] < f["lift"] < f["ci"][1] and f["lift"] > 0 for f in features)
     assert all("corrected repeated cross-validation t-test" in f["selection_reason"] for f in features)

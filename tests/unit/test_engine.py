@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from processors.engine import evaluate_round, fit_baseline, plan_folds, prepare_base
-from processors.engine.statistics import benjamini_hochberg, corrected_paired_test, fixed_sequence
+from processors.engine.statistics import benjamini_hochberg, corrected_paired_test
 from processors.engine.trials import Trials
 
 
@@ -218,12 +218,6 @@ def test_corrected_test_and_bh() -> None:
     assert flat.p_value == pytest.approx(1.0)  # two-sided: no evidence either way
     q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
     assert q.tolist() == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
-
-
-def test_fixed_sequence_adjusts_each_p_to_the_largest_so_far() -> None:
-    # in the given order, not sorted: a small p after a large one cannot be rejected alone
-    assert fixed_sequence([0.02, 0.08, 0.05, 0.3, 0.01]).tolist() == [0.02, 0.08, 0.08, 0.3, 0.3]
-    assert fixed_sequence([]).tolist() == []
 
 
 def _lazy(values: np.ndarray, plan: object) -> np.ndarray:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pytest
 
-from processors.engine import evaluate_round, evaluation, plan_folds, prepare_base
+from processors.engine import evaluate_round, plan_folds, prepare_base
 from processors.engine.report import RoundReport
 
 
@@ -120,26 +119,3 @@ def test_a_planted_interaction_is_selected_and_its_lift_on_fresh_rows_lies_in_it
     ]
     realized = float(np.mean(lifts))
     assert claim.ci_low <= realized <= claim.ci_high, (realized, claim.reason)
-
-
-def test_finalists_are_tested_in_order_and_the_first_that_fails_ends_the_sequence(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    df = _ratio_table(600, seed=13, task="regression")
-    rng = np.random.default_rng(5)
-    cands = {**_real_candidates(df), **{f"noise{i}": rng.normal(size=df.height) for i in range(10)}}
-    report = _run(df, "regression", cands, seed=13)
-    assert len(report.finalists) >= 2 and set(report.newly_selected) == set(report.finalists)
-    first, *later = report.finalists
-    adjusted = [report.result(c).p_adjusted for c in report.finalists]
-    assert adjusted == sorted(adjusted)  # the largest p so far, finalist by finalist
-    # a level nothing reaches: the first finalist fails, so the others are never fitted for it
-    monkeypatch.setattr(evaluation, "FINAL_ALPHA", 0.0)
-    failed = _run(df, "regression", cands, seed=13)
-    assert failed.finalists == report.finalists and failed.newly_selected == ()
-    assert failed.result(first).tested_by == "final"
-    for c in later:
-        result = failed.result(c)
-        assert result.tested_by == "shortlist" and result.p_adjusted is None
-        assert "not tested: the finalists are tested in their shortlist order" in result.reason, result.reason
-        assert "finalist 1 did not confirm" in result.reason, result.reason
