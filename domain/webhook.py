@@ -92,9 +92,11 @@ def check_url(url: str) -> None:
     if not parts.hostname:
         raise InvalidInput(f"url {url!r} names no host; send an absolute URL such as https://example.com/hooks")
     try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        port = parts.port  # urlsplit checks the port only when it is read
     except ValueError:
-        raise InvalidInput(f"url {url!r} has an invalid port; use a number from 1 to 65535") from None
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidInput(f"url {url!r} has an invalid port; use a number from 1 to 65535")
     if parts.fragment:
         raise InvalidInput("url must not have a #fragment (it is never sent); remove it")
 

@@ -57,7 +57,9 @@ def profile(
     chosen = columns or names
     missing = [c for c in chosen if c not in names]
     if missing:
-        raise RejectedQuery(f"no column(s) {', '.join(missing)[:500]} in {table}; columns: {', '.join(names)[:500]}")
+        raise RejectedQuery(
+            f"no column(s) {', '.join(map(repr, missing))[:500]} in {table[:200]!r}; columns: {', '.join(names)[:500]}"
+        )
     parts = [exp.func("count", exp.Star()).as_("n_rows")]
     for i, name in enumerate(chosen):
         col = exp.column(name, quoted=True)

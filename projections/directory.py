@@ -188,12 +188,20 @@ def tenant_known(db: Database, tenant_id: str) -> bool:
 
 
 def _ensure_tenant(tx: Tx, tenant_id: str, at: datetime) -> None:
-    """The row of a tenant that so far only had keys (made by `afep keys create`): free tier."""
+    """The row of a tenant that so far only had keys (made by `afep keys create`): free tier.
+
+    Its slug is its id, unless another tenant's slug is that already (slugs are unique):
+    then the id with a short digest of it."""
+    if tx.one("SELECT id FROM {tenants} WHERE id = ?", (tenant_id,)) is not None:
+        return
+    slug = tenant_id
+    if tx.one("SELECT id FROM {tenants} WHERE slug = ?", (slug,)) is not None:
+        slug = f"{tenant_id[:100]}-{hashlib.sha256(tenant_id.encode()).hexdigest()[:8]}"
     tx.execute(
         """INSERT INTO {tenants} (id, seq, name, slug, tier, settings, created_at, updated_at)
         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM {tenants}), ?, ?, 'free', '{}', ?, ?)
         ON CONFLICT (id) DO NOTHING""",
-        (tenant_id, tenant_id, tenant_id, iso(at), iso(at)),
+        (tenant_id, tenant_id, slug, iso(at), iso(at)),
     )
 
 

@@ -7,6 +7,7 @@ so "as of" answers agree with what the deciders saw at that moment.
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ class InvalidAsOf(ValueError):
 
 
 def parse_as_of(text: str) -> AsOf:
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", text):
         return int(text)
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))

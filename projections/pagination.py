@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("s:"):
+        if not re.fullmatch(r"s:[0-9]{1,18}", text):
             raise ValueError(text)
         return int(text[2:])
     except (ValueError, UnicodeDecodeError) as error:

@@ -20,6 +20,7 @@ from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.public import redact_paths
+from gateway.validation import ClientId, Name
 from processors.sources import Backend, Location, SourceError, open_backend, redact
 from projections import directory, jobs
 
@@ -28,8 +29,8 @@ T = TypeVar("T")
 
 
 class Target(BaseModel):
-    connection_id: str | None = None
-    job_id: str | None = Field(default=None, description="explore the job's analysed dataset (table `data`)")
+    connection_id: ClientId | None = None
+    job_id: ClientId | None = Field(default=None, description="explore the job's analysed dataset (table `data`)")
 
 
 class QueryIn(Target):
@@ -40,7 +41,7 @@ class QueryIn(Target):
 
 class ProfileIn(Target):
     table: str = Field(default=explorer.SOURCE_VIEW, max_length=1024)
-    columns: list[str] | None = Field(default=None, max_length=500)
+    columns: list[Name] | None = Field(default=None, max_length=500)
 
 
 def resolve(services: ServicesDep, tenant: str, target: Target) -> Backend:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from commands.unit_of_work import execute
 from domain import job
@@ -21,7 +21,7 @@ from gateway.routes.uploads import admitted
 from gateway.validation import Budget, ClientId, Name, Source, Text
 from processors.kafka.tracing import command_span
 from processors.llm.usage import job_usage
-from processors.sources import Location, column_problem, file_columns
+from processors.sources import Location, column_problem, file_columns, redact
 from projections import agents, directory, history, jobs
 from projections.pagination import Page
 
@@ -30,6 +30,9 @@ HINT = "list your jobs with GET /api/v1/jobs"
 
 
 class JobRequest(BaseModel):
+    # a misspelt option (`budget` for `budget_seconds`) is a 422, not a job run with the default
+    model_config = ConfigDict(extra="forbid")
+
     project_id: ClientId
     source: Source | None = Field(default=None, description="dataset path or URI; or give connection_id")
     connection_id: ClientId | None = None
@@ -93,15 +96,29 @@ def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
     """The id a job requested with the client's `job_id` is stored under.
 
     The client's id itself, unless another tenant's job has it: then a fresh id derived
-    from (tenant, client id), the same on every repeat, so nothing is revealed.
+    from (tenant, client id), the same on every repeat, so nothing is revealed. Derived ids
+    can be computed by anyone, so one another tenant took on purpose is passed over for
+    the next in a fixed chain: a tenant cannot block another's ids.
     """
-    owner = jobs.job_tenant(services.db, client_id)
-    if owner is None:
-        services.projector.catch_up()  # maybe another process just appended it
-        owner = jobs.job_tenant(services.db, client_id)
-    if owner is None or owner["tenant_id"] == tenant:
-        return client_id
-    return str(uuid.uuid5(JOB_IDS, f"{tenant}\0{client_id}"))
+    caught_up = False
+    for attempt in range(_DERIVED_ATTEMPTS):
+        candidate = client_id if attempt == 0 else _derived_id(tenant, client_id, attempt)
+        owner = jobs.job_tenant(services.db, candidate)
+        if owner is None and not caught_up:
+            services.projector.catch_up()  # maybe another process just appended it
+            caught_up = True
+            owner = jobs.job_tenant(services.db, candidate)
+        if owner is None or owner["tenant_id"] == tenant:
+            return candidate
+    raise Problem(409, "Conflict", f"job id {client_id[:128]!r} cannot be used; omit job_id to get a fresh one")
+
+
+_DERIVED_ATTEMPTS = 16
+
+
+def _derived_id(tenant: str, client_id: str, attempt: int) -> str:
+    salt = "" if attempt == 1 else f"\0{attempt}"
+    return str(uuid.uuid5(JOB_IDS, f"{tenant}\0{client_id}{salt}"))
 
 
 def known_target(location: Location, target: str, entity: str | None = None, keep: Sequence[str] = ()) -> None:
@@ -143,6 +160,16 @@ def create_job(
     else:
         raise Problem(422, "Unprocessable Content", "give `source` (a path or URI) or `connection_id`")
     location = admitted(services, auditor, source, body.table)  # the source policy, before anything is stored
+    if location.password and not body.connection_id:
+        # the request is an event in the job's log, which every reader of the job sees
+        auditor.record("job.create", "source", redact(source)[:512], new={"refused": "password in source"}, status=422)
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "`source` holds a password, which would be kept in the job's history and shown to everyone who can read "
+            "the job; create a connection (POST /api/v1/connections: credentials are encrypted and never shown) and "
+            "give its id as `connection_id`",
+        )
     known_target(location, body.target, body.entity, body.keep_columns)
     job_id = stored_job_id(services, tenant, body.job_id) if body.job_id else str(uuid.uuid4())
     command = job.RequestJob(

@@ -12,6 +12,7 @@ from gateway.auth import Permission, Role, create_api_key, key_id_of
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut
+from gateway.validation import ClientId
 from projections import directory
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -20,8 +21,8 @@ HINT = "list them with GET /api/v1/keys"
 
 class KeyIn(BaseModel):
     role: Role
-    tenant: str | None = Field(
-        default=None, max_length=128, description="platform admins only: the tenant the key acts for (default: yours)"
+    tenant: ClientId | None = Field(
+        default=None, description="platform admins only: the tenant the key acts for (default: yours)"
     )
 
 
@@ -51,7 +52,8 @@ def list_keys(
 def create_key(
     body: KeyIn, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_TENANTS)
 ) -> dict[str, Any]:
-    tenant = _scope(auditor, body.tenant) or auditor.principal.tenant_id
+    scope = _scope(auditor, body.tenant)
+    tenant = auditor.principal.tenant_id if scope is None else scope
     key = create_api_key(services.settings, tenant, body.role.value, db=services.db)  # TenantDeleted: 409
     key_id = key_id_of(key)
     row = directory.get_api_key(services.db, key_id)

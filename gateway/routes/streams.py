@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -102,7 +103,7 @@ MAX_POSITION = 2**63 - 1  # log positions are 64-bit signed integers in every st
 
 def _start(last_event_id: str | None, query_value: int | None, services: Services) -> int:
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_POSITION:
+        if not re.fullmatch(r"[0-9]{1,18}", last_event_id.strip()) or int(last_event_id) > MAX_POSITION:
             raise Problem(400, "Bad Request", "Last-Event-ID must be a log position (the `id` of an event you got)")
         return int(last_event_id)
     if query_value is not None:

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from gateway.auth import Permission
+from gateway.auth import PLATFORM_TENANT, Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
 from gateway.validation import ClientId, Name, Text
-from projections import directory
+from projections import directory, jobs, webhooks
 from projections.database import IntegrityViolation
 
 router = APIRouter(tags=["tenants"])
@@ -102,6 +102,13 @@ def delete_tenant(
         )
     if not directory.tenant_known(services.db, tenant_id):
         raise not_found("tenant", tenant_id, "list tenants with GET /api/v1/tenants")
+    if tenant_id == PLATFORM_TENANT:
+        raise Problem(
+            409,
+            "Conflict",
+            f"the {PLATFORM_TENANT!r} tenant operates the platform and cannot be deleted; revoke single keys "
+            "with DELETE /api/v1/keys/{key_id}",
+        )
     before = directory.get_tenant(services.db, tenant_id)
     revoked = directory.delete_tenant(services.db, tenant_id, datetime.now(UTC))
     auditor.record(
@@ -123,6 +130,13 @@ def create_project(
     project_id = body.id or str(uuid.uuid4())
     if directory.get_project(services.db, tenant, project_id) is not None:
         raise Problem(409, "Conflict", f"project {project_id!r} exists; omit id to get a fresh one")
+    if body.default_connection_id and directory.get_connection(services.db, tenant, body.default_connection_id) is None:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"default_connection_id {body.default_connection_id!r} is not a connection of your tenant; "
+            "list them with GET /api/v1/connections, or create it first",
+        )
     try:
         row = directory.create_project(
             services.db, tenant, project_id, body.name, body.description, body.default_connection_id, datetime.now(UTC)
@@ -158,6 +172,21 @@ def delete_project(
     project_id: str, services: ServicesDep, auditor: Auditor = allowed(Permission.MANAGE_CONNECTIONS)
 ) -> Response:
     before = get_project(project_id, services, auditor)
-    directory.delete_project(services.db, auditor.principal.tenant_id, project_id)
+    tenant = auditor.principal.tenant_id
+    services.projector.catch_up()  # a job just requested may not be projected yet
+    n_jobs = len(jobs.project_job_ids(services.db, tenant, project_id))
+    n_hooks = webhooks.count_active(services.db, tenant, project_id)
+    if n_jobs or n_hooks:
+        # jobs are history (the log keeps them for replay and audit): a new project with the
+        # same id would adopt them, and active webhooks would go on delivering their events
+        reasons = [f"{n_jobs} job(s), which are kept for replay and audit"] if n_jobs else []
+        if n_hooks:
+            reasons.append(
+                f"{n_hooks} active webhook(s): delete them first (GET /api/v1/projects/{project_id}/webhooks, "
+                "DELETE /api/v1/webhooks/{id})"
+            )
+        auditor.record("project.delete", "project", project_id, new={"refused": "; ".join(reasons)}, status=409)
+        raise Problem(409, "Conflict", f"project {project_id!r} cannot be deleted: it has " + "; and ".join(reasons))
+    directory.delete_project(services.db, tenant, project_id)
     auditor.record("project.delete", "project", project_id, previous=before, status=204)
     return Response(status_code=204)

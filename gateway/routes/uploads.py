@@ -28,7 +28,8 @@ from fastapi import APIRouter, Request, Response
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
-from processors.sources import Location, SourceError, tenant_folder, upload_name
+from processors.sources import Location, SourceError, file_columns, tenant_folder, upload_name
+from processors.sources.uri import file_kind
 from projections import directory
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
@@ -151,7 +152,7 @@ class _Receiver:
 
     def __init__(self, area: Path) -> None:
         self.area = area
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, bytes] = {}
         self.field, self.value = b"", b""
         self.part_name = ""
         self.filename: str | None = None
@@ -179,13 +180,15 @@ class _Receiver:
         self.headers, self.part_name = {}, ""
 
     def header_end(self) -> None:
-        self.headers[self.field.decode("latin-1").lower()] = self.value.decode("utf-8", "replace")
+        # raw bytes: a browser or curl sends a file name as UTF-8, which a str header would make
+        # python-multipart re-encode as Latin-1 (and fail on any name outside it)
+        self.headers[self.field.decode("latin-1").lower()] = bytes(self.value)
         self.field, self.value = b"", b""
 
     def headers_finished(self) -> None:
         from python_multipart.multipart import parse_options_header
 
-        _, options = parse_options_header(self.headers.get("content-disposition", ""))
+        _, options = parse_options_header(self.headers.get("content-disposition", b""))
         self.part_name = options.get(b"name", b"").decode("utf-8", "replace")
         if self.part_name == "file" and self.out is None:
             self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
@@ -288,6 +291,15 @@ async def upload(
         refusal = receiver.content.refusal(name)
         if refusal is not None:
             raise refusal
+        tmp = receiver.tmp
+        if not await anyio.to_thread.run_sync(lambda: file_columns(Location(file_kind(name), str(tmp)))):
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"{name!r} has no columns to read: upload a CSV whose first line names its columns, or a Parquet "
+                "file written by a Parquet library",
+                kind="upload-content",
+            )
         await anyio.to_thread.run_sync(placed, receiver.tmp, receiver.tmp.parent / name, replace)
     except Problem as problem:
         receiver.discard()

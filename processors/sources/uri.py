@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from processors.sources.errors import SourceError
 
@@ -68,8 +68,16 @@ def file_kind(path: str) -> str:
     return kind
 
 
+def _split(source: str) -> SplitResult:
+    """`urlsplit`, with its ValueError (a bracketed host that is not an IPv6 address) as UnsupportedSource."""
+    try:
+        return urlsplit(source)
+    except ValueError:
+        raise UnsupportedSource(f"the host in {_shown(source)} is not a valid host name or IP address") from None
+
+
 def is_uri(source: str) -> bool:
-    return "://" in source and urlsplit(source).scheme.lower() in SCHEMES
+    return "://" in source and _split(source).scheme.lower() in SCHEMES
 
 
 def parse(source: str) -> Location:
@@ -78,7 +86,7 @@ def parse(source: str) -> Location:
         raise UnsupportedSource("a source cannot contain a NUL character")
     if "://" not in source:
         return Location(file_kind(source), source)
-    parts = urlsplit(source)
+    parts = _split(source)
     kind = SCHEMES.get(parts.scheme.lower())
     if kind is None:
         raise UnsupportedSource(f"scheme {parts.scheme!r} is not supported; give {SUPPORTED}")
@@ -98,7 +106,10 @@ def parse(source: str) -> Location:
         port = parts.port
     except ValueError:
         raise UnsupportedSource(f"the port in {_shown(source)} is not a number") from None
-    host = parts.hostname or ""
+    try:
+        host = parts.hostname or ""
+    except ValueError:
+        raise UnsupportedSource(f"the host in {_shown(source)} is not a valid host name or IP address") from None
     if "," in parts.netloc or any(c in host for c in "/\\ "):
         raise UnsupportedSource(f"give one host in {kind}://user:password@host:port/database")
     options = tuple(parse_qsl(parts.query, keep_blank_values=True))

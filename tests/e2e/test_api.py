@@ -338,3 +338,126 @@ def test_jwt_rs256_checks_issuer_and_audience(tmp_path: Path) -> None:
             ).status_code
             == 403
         )
+
+
+# --- from an adversarial pass over the API (each was a 500, a leak or a lock-out) ---
+
+
+def test_a_password_in_a_job_source_is_refused_and_never_stored(api: Api) -> None:
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    r = api.client.post(
+        "/api/v1/jobs",
+        json={"project_id": "p1", "source": "postgresql://alice:S3cretPw@db:5432/shop", "table": "t", "target": "y"},
+        headers=admin,
+    )
+    assert r.status_code == 422 and "connection_id" in r.json()["detail"] and "S3cretPw" not in r.text
+    assert api.client.get("/api/v1/jobs", headers=admin).json()["items"] == []
+    assert not [e for e in api.store.read_all(after=0, limit=1000) if "S3cretPw" in repr(e.event)]
+
+
+def test_keys_need_a_real_tenant_and_the_platform_tenant_cannot_be_deleted(api: Api) -> None:
+    operator = api.key("platform", "admin")
+    for tenant in ("", " acme ", "../../x"):
+        r = api.client.post("/api/v1/keys", json={"role": "admin", "tenant": tenant}, headers=operator)
+        assert r.status_code == 422, (tenant, r.text)
+    r = api.client.delete("/api/v1/tenants/platform", headers=operator)
+    assert r.status_code == 409 and "cannot be deleted" in r.json()["detail"]
+    assert api.client.get("/api/v1/tenants", headers=operator).status_code == 200  # still an operator
+
+
+def test_deleting_a_tenant_whose_id_is_another_tenants_slug_revokes_its_keys(api: Api) -> None:
+    operator = api.key("platform", "admin")
+    r = api.client.post(
+        "/api/v1/tenants", json={"name": "Globex", "id": "globex-corp", "slug": "globex"}, headers=operator
+    )
+    assert r.status_code == 201, r.text
+    assert (
+        api.client.post("/api/v1/keys", json={"role": "admin", "tenant": "globex"}, headers=operator).status_code == 201
+    )
+    assert api.client.delete("/api/v1/tenants/globex", headers=operator).status_code == 204
+    keys = api.client.get("/api/v1/keys", params={"tenant": "globex"}, headers=operator).json()["items"]
+    assert keys and all(k["revoked_at"] for k in keys)
+    assert api.client.get("/api/v1/tenants/globex-corp", headers=operator).json()["slug"] == "globex"
+
+
+def test_a_tenant_cannot_take_the_id_another_tenants_job_id_would_get(api: Api) -> None:
+    import uuid
+
+    from gateway.routes.jobs import JOB_IDS
+
+    mallory, bob = api.key("mallory", "admin"), api.key("bob", "admin")
+    project(api, mallory)
+    project(api, bob)
+    new_job(api, mallory, job_id="nightly")
+    new_job(api, mallory, job_id=str(uuid.uuid5(JOB_IDS, "bob\0nightly")), target="a")
+    first = new_job(api, bob, job_id="nightly")
+    again = api.client.post(
+        "/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "y", "job_id": "nightly"}, headers=bob
+    )
+    assert again.status_code == 200 and again.json()["id"] == first["id"]  # a repeat finds bob's job again
+    assert api.client.get(f"/api/v1/jobs/{first['id']}", headers=mallory).status_code == 404
+
+
+def test_a_project_with_jobs_or_webhooks_is_not_deleted(api: Api) -> None:
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    r = api.client.post("/api/v1/projects/p1/webhooks", json={"url": "https://example.com/hook"}, headers=admin)
+    assert r.status_code == 201, r.text
+    refused = api.client.delete("/api/v1/projects/p1", headers=admin)
+    assert refused.status_code == 409 and "webhook" in refused.json()["detail"]
+    assert api.client.delete(f"/api/v1/webhooks/{r.json()['id']}", headers=admin).status_code == 204
+    new_job(api, admin)
+    refused = api.client.delete("/api/v1/projects/p1", headers=admin)
+    assert refused.status_code == 409 and "1 job(s)" in refused.json()["detail"]
+    project(api, admin, "empty")
+    assert api.client.delete("/api/v1/projects/empty", headers=admin).status_code == 204
+
+
+def test_odd_numbers_and_characters_are_4xx_not_500(api: Api) -> None:
+    import base64
+
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    job_id = new_job(api, admin)["id"]
+    huge = base64.urlsafe_b64encode(b"s:" + b"9" * 30).decode().rstrip("=")
+    for path in ("/api/v1/jobs", "/api/v1/features", "/api/v1/projects"):
+        assert api.client.get(path, params={"cursor": huge}, headers=admin).status_code == 400, path
+    for as_of in ("\u00b2", "9" * 5000):
+        assert api.client.get(f"/api/v1/jobs/{job_id}", params={"as_of": as_of}, headers=admin).status_code == 400
+    feed = api.client.get("/api/v1/projects/p1/events", headers={**admin, "Last-Event-ID": "9" * 5000})
+    assert feed.status_code == 400
+    for uri in ("postgresql://u:p@[::1/db", "postgresql://u:p@[zz]:5432/db"):
+        r = api.client.post("/api/v1/connections", json={"name": "c", "uri": uri}, headers=admin)
+        assert r.status_code == 422 and "host" in r.json()["detail"], r.text
+    as_json = {**admin, "content-type": "application/json"}
+    r = api.client.post("/api/v1/explorer/query", content='{"job_id": "\\ud800", "sql": "select 1"}', headers=as_json)
+    assert r.status_code == 422, r.text
+    r = api.client.post("/api/v1/explorer/profile", content='{"job_id": "x", "columns": ["\\ud800"]}', headers=as_json)
+    assert r.status_code == 422, r.text
+
+
+def test_uploads_need_a_readable_table_and_may_have_any_utf8_name(api: Api) -> None:
+    admin = api.key("acme", "admin")
+
+    def upload(name: str, data: bytes) -> object:
+        return api.client.post("/api/v1/uploads", files={"file": (name, data, "text/csv")}, headers=admin)
+
+    for name, data in (("empty.csv", b""), ("blank.csv", b"\n\n"), ("fake.parquet", b"PAR1PAR1")):
+        r = upload(name, data)
+        assert r.status_code == 422 and "upload" in r.json()["detail"], (name, r.text)  # type: ignore[attr-defined]
+    r = upload("данные.csv", b"a,y\n1,0\n")
+    assert r.status_code == 201, r.text  # type: ignore[attr-defined]
+
+
+def test_job_requests_refuse_unknown_fields_and_projects_unknown_connections(api: Api) -> None:
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    r = api.client.post(
+        "/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "y", "budget": 60}, headers=admin
+    )
+    assert r.status_code == 422 and "budget" in r.text
+    r = api.client.post("/api/v1/projects", json={"name": "x", "default_connection_id": "ghost"}, headers=admin)
+    assert r.status_code == 422 and "ghost" in r.json()["detail"]
+    r = api.client.post("/api/v1/projects/p1/webhooks", json={"url": "https://example.com:0/h"}, headers=admin)
+    assert r.status_code == 422 and "port" in r.json()["detail"]

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from processors.sources.policy import tenant_folder
+
 pytestmark = pytest.mark.clickhouse
 
 NUL_REQUESTS = [
@@ -93,7 +95,11 @@ def test_job_output_never_shows_server_paths(hostile: Callable[..., Any]) -> Non
 
         junk = b"PAR1" + random.Random(15).randbytes(4096) + b"PAR1"  # passes the upload's magic check
         r = mallory.post("/uploads", files={"file": ("bad.parquet", junk, "application/octet-stream")})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 422 and "no columns to read" in r.json()["detail"], r.text  # its footer is junk
+        # a file that went bad in the upload area after it was uploaded: the job fails, and says so without paths
+        area = api.settings.data_dir / "uploads" / tenant_folder("mallory")
+        area.mkdir(parents=True, exist_ok=True)
+        (area / "bad.parquet").write_bytes(junk)
         r = mallory.post("/jobs", json={"project_id": "p1", "source": "upload://bad.parquet", "target": "y"})
         assert r.status_code in (200, 201), r.text
         bad = api.wait_job(mallory, r.json()["id"])
