@@ -5,18 +5,22 @@ activity (rows, history, traces, executions, SSE messages): a server path under 
 known key (`dataset_path`, `snapshot`, `artifact`, `path`, …) is cut to its file
 name, fields that hold JSON text (`data_json`, `profile_json`, …) are cleaned
 inside, and any other text has the data dir's absolute path replaced by
-`<data dir>` (`redact_paths`, also used for explorer errors).
+`<data dir>` (`redact_paths`, also used for explorer errors). A password in a URI
+(`postgresql://user:secret@host/db`, as a job requested from the CLI may hold) is shown
+as `***`: the API refuses such sources, but the log may hold older or local ones.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path, PurePath
 from typing import Any
 
 SERVER_PATH_KEYS = frozenset({"dataset_path", "snapshot", "artifact", "artifact_path", "path", "snapshot_path"})
 DATA_DIR_SHOWN = "<data dir>"
+_URI_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")
 
 
 def _data_dir_forms(data_dir: Path | None) -> list[str]:
@@ -49,6 +53,8 @@ def _clean_text(key: str | None, value: str, data_dir: Path | None, forms: list[
         except ValueError:
             return redact_paths(value, data_dir)
         return json.dumps(_clean(decoded, data_dir, forms), default=str)
+    if "://" in value:
+        value = _URI_PASSWORD.sub(r"\1:***@", value)
     return redact_paths(value, data_dir)
 
 

@@ -29,9 +29,15 @@ def _internal(address: Address) -> bool:
 
 
 def _literal(host: str) -> Address | None:
+    """The address a host literal names, in any spelling a resolver accepts (`127.1`, `0x7f000001`,
+    `2130706433` are 127.0.0.1 to inet_aton); None for a name."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
+        pass
+    try:
+        return ipaddress.ip_address(socket.inet_aton(host))
+    except (OSError, ValueError):
         return None
 
 
