@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain import validation
@@ -52,6 +52,13 @@ Text = Annotated[
     str, StringConstraints(max_length=validation.MAX_TEXT), AfterValidator(_refusing(validation.check_text))
 ]
 Budget = Annotated[float, Field(gt=0, le=validation.MAX_BUDGET_SECONDS, allow_inf_nan=False)]
+
+
+class RequestBody(BaseModel):
+    """A request's JSON body: a field it does not define is a 422 naming it, not silently ignored
+    (a misspelt option, `budget` for `budget_seconds`, would otherwise run with the default)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class _TooLarge(Exception):

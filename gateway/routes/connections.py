@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
 from gateway.routes.uploads import source_problem
-from gateway.validation import ClientId, Name, Source
+from gateway.validation import ClientId, Name, RequestBody, Source
 from processors.sources import SourceError, parse, public_location
 from projections import directory
 from projections.database import IntegrityViolation
@@ -22,7 +22,7 @@ from projections.database import IntegrityViolation
 router = APIRouter(prefix="/connections", tags=["connections"])
 
 
-class ConnectionIn(BaseModel):
+class ConnectionIn(RequestBody):
     name: Name = Field(min_length=1, max_length=255)
     uri: Source = Field(
         description="upload://NAME (POST /api/v1/uploads), a .csv/.parquet path under the operator's source "

@@ -13,14 +13,14 @@ from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway import explorer
 from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.public import redact_paths
-from gateway.validation import ClientId, Name
+from gateway.validation import ClientId, Name, RequestBody
 from processors.sources import Backend, Location, SourceError, open_backend, redact
 from projections import directory, jobs
 
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/explorer", tags=["explorer"])
 T = TypeVar("T")
 
 
-class Target(BaseModel):
+class Target(RequestBody):
     connection_id: ClientId | None = None
     job_id: ClientId | None = Field(default=None, description="explore the job's analysed dataset (table `data`)")
 

@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 
 from commands.unit_of_work import execute
 from domain import feature
@@ -14,22 +13,22 @@ from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
-from gateway.validation import Text
+from gateway.validation import RequestBody, Text
 from projections import features, lineage
 
 router = APIRouter(prefix="/features", tags=["features"])
 HINT = "list your features with GET /api/v1/features"
 
 
-class ApproveRequest(BaseModel):
+class ApproveRequest(RequestBody):
     comment: Text = ""
 
 
-class DeprecateRequest(BaseModel):
+class DeprecateRequest(RequestBody):
     reason: Text
 
 
-class SyncRequest(BaseModel):
+class SyncRequest(RequestBody):
     reason: Text = ""
 
 

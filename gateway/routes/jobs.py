@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from commands.unit_of_work import execute
 from domain import job
@@ -18,7 +18,7 @@ from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.public import public
 from gateway.routes.uploads import admitted
-from gateway.validation import Budget, ClientId, Name, Source, Text
+from gateway.validation import Budget, ClientId, Name, RequestBody, Source, Text
 from processors.kafka.tracing import command_span
 from processors.llm.usage import job_usage
 from processors.sources import Location, column_problem, file_columns, redact
@@ -29,10 +29,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 HINT = "list your jobs with GET /api/v1/jobs"
 
 
-class JobRequest(BaseModel):
-    # a misspelt option (`budget` for `budget_seconds`) is a 422, not a job run with the default
-    model_config = ConfigDict(extra="forbid")
-
+class JobRequest(RequestBody):
     project_id: ClientId
     source: Source | None = Field(default=None, description="dataset path or URI; or give connection_id")
     connection_id: ClientId | None = None
@@ -63,7 +60,7 @@ class JobRequest(BaseModel):
     )
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(RequestBody):
     reason: Text = "cancelled by user"
 
 

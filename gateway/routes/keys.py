@@ -6,20 +6,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway.auth import Permission, Role, create_api_key, key_id_of
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut
-from gateway.validation import ClientId
+from gateway.validation import ClientId, RequestBody
 from projections import directory
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 HINT = "list them with GET /api/v1/keys"
 
 
-class KeyIn(BaseModel):
+class KeyIn(RequestBody):
     role: Role
     tenant: ClientId | None = Field(
         default=None, description="platform admins only: the tenant the key acts for (default: yours)"

@@ -8,27 +8,27 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway.auth import PLATFORM_TENANT, Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
-from gateway.validation import ClientId, Name, Text
+from gateway.validation import ClientId, Name, RequestBody, Text
 from projections import directory, jobs, webhooks
 from projections.database import IntegrityViolation
 
 router = APIRouter(tags=["tenants"])
 
 
-class TenantIn(BaseModel):
+class TenantIn(RequestBody):
     name: Name = Field(min_length=1, max_length=255)
     slug: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     tier: str = Field(default="free", pattern="^(free|pro|enterprise)$")
     id: ClientId | None = None
 
 
-class ProjectIn(BaseModel):
+class ProjectIn(RequestBody):
     name: Name = Field(min_length=1, max_length=255)
     description: Text = ""
     default_connection_id: ClientId | None = None

@@ -147,6 +147,13 @@ class Content:
         return None
 
 
+def _has_rows(path: Path) -> bool:
+    """A CSV file with a line after its header that is not blank."""
+    with path.open("rb") as f:
+        lines = (line for line in f if line.strip())
+        return next(lines, None) is not None and next(lines, None) is not None
+
+
 class _Receiver:
     """python-multipart callbacks: the part named `file` goes to a temporary file in the tenant's area."""
 
@@ -291,13 +298,20 @@ async def upload(
         refusal = receiver.content.refusal(name)
         if refusal is not None:
             raise refusal
-        tmp = receiver.tmp
-        if not await anyio.to_thread.run_sync(lambda: file_columns(Location(file_kind(name), str(tmp)))):
+        tmp, kind = receiver.tmp, file_kind(name)
+        if not await anyio.to_thread.run_sync(lambda: file_columns(Location(kind, str(tmp)))):
             raise Problem(
                 422,
                 "Unprocessable Content",
                 f"{name!r} has no columns to read: upload a CSV whose first line names its columns, or a Parquet "
                 "file written by a Parquet library",
+                kind="upload-content",
+            )
+        if kind == "csv" and not await anyio.to_thread.run_sync(_has_rows, tmp):
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"{name!r} has a header and no rows: upload the table with its rows",
                 kind="upload-content",
             )
         await anyio.to_thread.run_sync(placed, receiver.tmp, receiver.tmp.parent / name, replace)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Response
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from commands.unit_of_work import execute
 from domain import webhook
@@ -22,7 +22,7 @@ from gateway.auth import Permission
 from gateway.dependencies import Auditor, ServicesDep, allowed
 from gateway.problems import Problem, not_found
 from gateway.routes.jobs import PageOut, page_out
-from gateway.validation import Text
+from gateway.validation import RequestBody, Text
 from processors.webhooks.signing import encrypt_secret, new_secret
 from processors.webhooks.targets import TargetRefused, check_url_host
 from projections import directory, webhooks
@@ -57,12 +57,12 @@ EventNames = Annotated[
 ]
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(RequestBody):
     url: WebhookUrl
     events: EventNames = Field(default_factory=lambda: list(webhook.SUPPORTED_EVENTS))
 
 
-class RemoveIn(BaseModel):
+class RemoveIn(RequestBody):
     reason: Text = ""
 
 

@@ -455,7 +455,12 @@ def test_uploads_need_a_readable_table_and_may_have_any_utf8_name(api: Api) -> N
     def upload(name: str, data: bytes) -> object:
         return api.client.post("/api/v1/uploads", files={"file": (name, data, "text/csv")}, headers=admin)
 
-    for name, data in (("empty.csv", b""), ("blank.csv", b"\n\n"), ("fake.parquet", b"PAR1PAR1")):
+    for name, data in (
+        ("empty.csv", b""),
+        ("blank.csv", b"\n\n"),
+        ("header.csv", b"a,y\n\n"),
+        ("fake.parquet", b"PAR1PAR1"),
+    ):
         r = upload(name, data)
         assert r.status_code == 422 and "upload" in r.json()["detail"], (name, r.text)  # type: ignore[attr-defined]
     r = upload("данные.csv", b"a,y\n1,0\n")
@@ -469,6 +474,8 @@ def test_job_requests_refuse_unknown_fields_and_projects_unknown_connections(api
         "/api/v1/jobs", json={"project_id": "p1", "source": "data.csv", "target": "y", "budget": 60}, headers=admin
     )
     assert r.status_code == 422 and "budget" in r.text
+    r = api.client.post("/api/v1/projects", json={"name": "x", "descripton": "typo"}, headers=admin)
+    assert r.status_code == 422 and "descripton" in r.text
     r = api.client.post("/api/v1/projects", json={"name": "x", "default_connection_id": "ghost"}, headers=admin)
     assert r.status_code == 422 and "ghost" in r.json()["detail"]
     r = api.client.post("/api/v1/projects/p1/webhooks", json={"url": "https://example.com:0/h"}, headers=admin)
