@@ -10,6 +10,8 @@ from typing import Any
 
 import jwt
 
+from domain import validation
+from domain.errors import InvalidInput
 from gateway.settings import Settings
 from projections import directory
 from projections.database import Database
@@ -96,9 +98,17 @@ def readmodel_db(settings: Settings) -> Database:
 def create_api_key(settings: Settings, tenant: str, role: str, *, db: Database | None = None) -> str:
     """Mint an API key for `tenant` with `role`. Only its SHA-256 is stored; show the key once.
 
-    Raises directory.TenantDeleted for a tenant a platform admin deleted.
+    Raises directory.TenantDeleted for a tenant a platform admin deleted, ValueError for a
+    tenant that is not an id (an empty one, spaces, `/`).
     """
     parsed = parse_role(role)
+    try:
+        validation.check_id("tenant", tenant)
+    except InvalidInput:
+        raise ValueError(
+            f"tenant {tenant[:130]!r} is not a tenant id: use 1-128 letters, digits or . _ : @ -, "
+            "starting with a letter or digit"
+        ) from None
     own = db is None
     database = db or readmodel_db(settings)
     try:

@@ -298,8 +298,8 @@ async def upload(
         refusal = receiver.content.refusal(name)
         if refusal is not None:
             raise refusal
-        tmp, kind = receiver.tmp, file_kind(name)
-        if not await anyio.to_thread.run_sync(lambda: file_columns(Location(kind, str(tmp)))):
+        tmp, file_type = receiver.tmp, file_kind(name)
+        if not await anyio.to_thread.run_sync(lambda: file_columns(Location(file_type, str(tmp)))):
             raise Problem(
                 422,
                 "Unprocessable Content",
@@ -307,7 +307,7 @@ async def upload(
                 "file written by a Parquet library",
                 kind="upload-content",
             )
-        if kind == "csv" and not await anyio.to_thread.run_sync(_has_rows, tmp):
+        if file_type == "csv" and not await anyio.to_thread.run_sync(_has_rows, tmp):
             raise Problem(
                 422,
                 "Unprocessable Content",

@@ -335,6 +335,9 @@ def test_keys_create_prints_a_key_once_and_rejects_unknown_roles(tmp_path: Path)
     assert ok.returncode == 0 and ok.stdout.strip().startswith("afep_"), ok.stderr
     bad = afep("keys", "create", "--tenant", "acme", "--role", "boss", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert bad.returncode == 2 and "admin, data_scientist, viewer, api_client" in bad.stderr
+    for tenant in ("", " acme "):  # not a tenant id: one line, exit 2, no key
+        odd = afep("keys", "create", "--tenant", tenant, "--role", "admin", "--data-dir", str(tmp_path), cwd=tmp_path)
+        assert odd.returncode == 2 and "is not a tenant id" in odd.stderr and not odd.stdout.strip(), odd
     assert ok.stdout.strip() not in (tmp_path / "readmodels.db").read_bytes().decode("latin-1")  # only a hash is kept
 
 
