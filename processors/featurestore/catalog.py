@@ -13,6 +13,7 @@ from domain import job as job_domain
 from domain.feature import Feature
 from domain.job import Job
 from processors.featurestore.naming import table_name, view_name
+from processors.sources import public_location
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,13 @@ class OwnedJob:
     @property
     def view(self) -> str:
         return view_name(self.table)
+
+    @property
+    def source_identity(self) -> str:
+        """The table itself, not only its name: where the job read it (no credentials) and which table."""
+        request = self.job.request
+        where = public_location(request.source)
+        return f"{where} table {request.table}" if request.table else where
 
 
 @dataclass(frozen=True)

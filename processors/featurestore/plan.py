@@ -53,6 +53,9 @@ class Candidate:
     failed_unregistered: bool = False  # a failure is on record at v0 already
     key: KeyColumn | None = None
     problem: str | None = None  # why it cannot join (no key column, values that cannot be computed)
+    # the table its job read (file path or URI without credentials, and table): a view is named after the
+    # table's name, so two tables of one name would share it; only one of them may fill it
+    source: str = ""
 
     @property
     def registered(self) -> bool:
@@ -96,14 +99,16 @@ def plan_view(view: str, candidates: Sequence[Candidate], *, ttl_seconds: int, o
     version = max((c.registration.version for c in candidates if c.registration), default=0)
     entity = next((c.key for c in current if c.key is not None), None)
     members: list[Candidate] = [c for c in current if c.approved]  # registered stay, whatever else holds
+    source = next((c.source for c in members if c.source), "")
     taken = {m.field: m for m in members}
     failures: list[tuple[Candidate, str]] = []
     for c in sorted((c for c in candidates if c.approved and not c.registered), key=lambda c: c.order):
-        why = _refusal(c, entity, taken, view)
+        why = _refusal(c, entity, taken, view) or _other_table(c, source, view)
         if why is not None:
             failures.append((c, why))
             continue
         entity = entity or c.key
+        source = source or c.source
         members.append(c)
         taken[c.field] = c
     removed = tuple(c for c in current if not c.approved)
@@ -139,6 +144,16 @@ def _refusal(c: Candidate, entity: KeyColumn | None, taken: dict[str, Candidate]
             f"deprecate that one and this one is registered in its place"
         )
     return None
+
+
+def _other_table(c: Candidate, source: str, view: str) -> str | None:
+    if not (source and c.source) or c.source == source:
+        return None
+    return (
+        f"view {view} holds features of {source}, another table of the same name as this feature's "
+        f"({c.source}); their rows would be mixed: rename one of the tables (a view is named after its table) "
+        "or run this job in another project"
+    )
 
 
 def without(plan_candidates: Sequence[Candidate], problems: dict[str, str]) -> list[Candidate]:

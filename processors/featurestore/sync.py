@@ -127,6 +127,7 @@ def _candidates(ctx: Sync, view: str) -> list[Candidate]:
                 failed_unregistered=reg is None and mat is not None and mat.version == 0,
                 key=key if not isinstance(key, str) else None,
                 problem=key if isinstance(key, str) else None,
+                source=owner.source_identity,
             )
         )
     return out

@@ -161,7 +161,9 @@ def candidate_values(
     parts: list[pl.DataFrame] = []
     problems: dict[str, str] = {}
     for candidate, owner, feature in members:
-        assert candidate.key is not None
+        if candidate.key is None:  # e.g. its job's snapshot is gone: the reason is its problem
+            problems[candidate.feature_id] = candidate.problem or f"feature {candidate.feature_id} has no key column"
+            continue
         try:
             parts.append(feature_values(bench, owner, feature, candidate.key, candidate.field, cache))
         except ValuesProblem as error:

@@ -180,6 +180,33 @@ def test_features_that_cannot_join_fail_with_what_to_do() -> None:
     assert "reserved" in plan_view("t_features", [b, reserved], ttl_seconds=TTL).failures[0][1]
 
 
+def test_two_tables_of_one_name_never_share_a_view() -> None:
+    here, there = "/data/c1.csv", "/other/c1.csv"
+    v1 = plan_view("c1_features", [cand("a", 10, source=here)], ttl_seconds=TTL)
+    a = registered(cand("a", 10, source=here), 1, v1.definition_hash)
+    same = cand("b", 20, source=here, job_id="job2")  # another job on the same table joins
+    other = cand("c", 30, source=there, job_id="job3")
+    plan = plan_view("c1_features", [a, same, other], ttl_seconds=TTL)
+    assert [m.feature_id for m in plan.members] == ["a", "b"] and [c.feature_id for c, _ in plan.failures] == ["c"]
+    why = plan.failures[0][1]
+    assert f"holds features of {here}" in why and there in why and "rename one of the tables" in why
+    # both in one plan before any registration: the earlier approval's table fills the view
+    fresh = plan_view("c1_features", [cand("x", 5, source=there), cand("y", 6, source=here)], ttl_seconds=TTL)
+    assert [m.feature_id for m in fresh.members] == ["x"] and [c.feature_id for c, _ in fresh.failures] == ["y"]
+    # once the view is empty again, the other table may fill it
+    gone = replace(a, approved=False)
+    swap = plan_view("c1_features", [gone, other], ttl_seconds=TTL)
+    assert [m.feature_id for m in swap.members] == ["c"] and not swap.failures
+
+
+def test_a_member_whose_values_cannot_be_computed_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    from processors.featurestore.values import candidate_values
+
+    lost = cand("a", 10, key=None, problem="the job's dataset snapshot cannot be read; rerun the job")
+    parts, problems = candidate_values(None, [(lost, None, None)], tmp_path)  # type: ignore[arg-type, list-item]
+    assert parts == [] and problems == {"a": "the job's dataset snapshot cannot be read; rerun the job"}
+
+
 def test_a_deprecated_feature_that_never_joined_changes_nothing() -> None:
     plan = plan_view("t_features", [cand("a", 10, approved=False)], ttl_seconds=TTL)
     assert not plan.changed and not plan.members and not plan.failures
