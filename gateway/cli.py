@@ -228,13 +228,18 @@ def _apply_targets(sources: list[str], out: Path) -> list[tuple[str, Path]]:
 
 
 def _apply_one(job_dir: Path, data: str, table: str | None, out: Path, sandbox: Any) -> None:
-    from processors.apply import apply_features
+    from processors.apply import apply_features, read_features
     from processors.sources import load_table
 
     new = load_table(data, table)
+    names = [str(f.get("name")) for f in read_features(job_dir)]
     result = apply_features(job_dir, new, sandbox)
-    if result.width == new.width:
+    if not names:
         console.print(f"the job in {job_dir} selected no features: the table is written as it is")
+    elif replaced := [n for n in names if n in new.columns]:
+        console.print(
+            f"{data} already has column(s) {', '.join(replaced)}: replaced by the job's feature(s) of that name"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         result.write_csv(out)

@@ -197,6 +197,13 @@ def test_run_apply_and_replay(tmp_path: Path) -> None:
     assert scored.height == 300 and all(f["name"] in scored.columns for f in features)
     # `run --apply` in the job's process gives exactly what a later `afep apply` gives
     assert pl.read_parquet(out / "applied" / "new.parquet").equals(scored)
+    # applied again to its own output: the features are recomputed over the old columns, and it says so
+    again = afep(
+        "apply", str(out), str(tmp_path / "scored.parquet"), "--out", str(tmp_path / "x.parquet"), cwd=tmp_path
+    )
+    said = " ".join(again.stdout.split())  # the console wraps long lines
+    assert again.returncode == 0 and "replaced by the job's feature" in said, again.stdout
+    assert "selected no features" not in said and pl.read_parquet(tmp_path / "x.parquet").equals(scored)
 
     # exactly as evaluated: applied to the training rows, a feature equals its full-fit evaluation values
     train_applied = tmp_path / "train_scored.parquet"
