@@ -87,6 +87,11 @@ def list_features(
 
     if status is not None and status not in FEATURE_STATUSES:
         raise UsageError(f"--status must be one of {', '.join(FEATURE_STATUSES)}, not {status!r}")
+    if status is not None and status not in REVIEWABLE and job is None:
+        raise UsageError(
+            f"--status {status} lists one job's candidates: add --job ID (`afep jobs list` gives the ids); "
+            f"without --job the list holds features that were selected ({', '.join(REVIEWABLE)})"
+        )
 
     store = build_store(_settings(data_dir))
     table = Table(title="features" + (f" of job {job}" if job else ""))

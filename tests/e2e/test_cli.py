@@ -390,3 +390,9 @@ def test_a_second_round_keeps_the_jobs_step_and_starts_from_the_first_rounds_res
     assert len(steps) == 2 and steps[0] == steps[1] > 0.1
     # round 2's baseline is round 1's final set, scored with the same step on the same splits
     assert rounds[1]["baseline_score"] == rounds[0]["score"]
+
+
+def test_features_list_of_unselected_statuses_needs_a_job(tmp_path: Path) -> None:
+    listed = afep("features", "list", "--status", "rejected", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert listed.returncode == 2 and "add --job ID" in listed.stderr and len(listed.stderr.splitlines()) == 1
+    assert afep("features", "list", "--status", "approved", "--data-dir", str(tmp_path), cwd=tmp_path).returncode == 0
