@@ -180,7 +180,7 @@ def _transition(
     recorded = execute(store, [(command, context)])
     if not recorded:
         console.print(f"feature {feature_id} is already {feature.status}")
-        _report(load_feature(store, feature_id))
+        _report(load_feature(store, feature_id), fail=True)  # an approval that did not reach the store says why
         return
     event = recorded[0]
     console.print(f"feature {feature_id} {feature.proposal.name!r} {load_feature(store, feature_id).status}")  # type: ignore[union-attr]
@@ -277,7 +277,7 @@ def _report(feature: Feature | None, *, fail: bool = False) -> None:
     if mat is not None and (reg is None or mat.version == reg.version):
         if mat.status == "complete":
             console.print(f"online: {mat.detail}")
-        elif fail:
+        elif fail and feature.status == "approved":  # a deprecated feature's last failure no longer matters
             state = "approved" if reg is None else f"registered in {reg.feature_view} v{reg.version}"
             raise UsageError(
                 f"feature {feature.feature_id} is {state} but not served online: {mat.detail}; "

@@ -55,6 +55,9 @@ def test_a_failed_materialization_is_served_after_a_sync(tmp_path: Path) -> None
     code, out = cli("features", "approve", feature_id, redis=DOWN)
     assert code == 2, out
     assert "not served online" in out and f"afep features sync {feature_id}" in out, out
+    # approving again does not hide that: it says so, and why, with the same exit code
+    code, out = cli("features", "approve", feature_id, redis=DOWN)
+    assert code == 2 and "already approved" in out and "not served online" in out, out
 
     settings = Settings(data_dir=state, secret_key=SECRET, feast_online_store="redis", redis_url=GOOD)
     repo = Repository(feature_store_config(settings), "default", "default")
