@@ -57,8 +57,13 @@ def served(feature: Feature) -> None:
         if mat is not None and mat.status == "failed":
             raise NotServed(f"feature {fid} could not be registered in the feature store: {mat.detail}")
         if feature.status == "approved":
-            raise NotServed(f"feature {fid} is approved but not registered yet; try again in a moment")
-        raise NotServed(f"feature {fid} is {feature.status}; approve it first (`afep features approve {fid}`)")
+            raise NotServed(
+                f"feature {fid} is approved but not registered yet: try again in a moment; if no server or "
+                f"worker runs the feature-store agent (an approval that was interrupted), `afep features sync {fid}`"
+            )
+        if feature.status == "selected":
+            raise NotServed(f"feature {fid} is selected; approve it first (`afep features approve {fid}`)")
+        raise NotServed(f"feature {fid} is {feature.status} and was never approved, so it is never served")
     if reg.status != "registered":
         raise NotServed(f"feature {fid} was deprecated and removed from view {reg.feature_view} at v{reg.version}")
     if mat is None or mat.version != reg.version:

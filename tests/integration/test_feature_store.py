@@ -378,7 +378,7 @@ def test_online_values_over_the_api_are_role_checked_and_tenant_scoped(setup: Se
             others = httpx.get(f"{url}/features", params={"job_id": setup.job_id, "status": "rejected"}, headers=viewer)
             rejected = others.json()["items"][0]["id"]
             refused = httpx.get(f"{url}/features/{rejected}/online", params=params, headers=viewer)
-            assert refused.status_code == 409 and "approve it first" in refused.json()["detail"]
+            assert refused.status_code == 409 and "was never approved" in refused.json()["detail"]
     finally:
         store.close()
 

@@ -459,3 +459,18 @@ def test_the_profiles_id_column_is_the_key_when_the_job_names_none(tmp_path: Pat
     store, _ = _job_with_feature(tmp_path / "2", frame, '{"id_columns": []}', entity="code")
     owner = owned_job(store, "j")
     assert owner is not None and key_column(owner, frame) == KeyColumn("code", "string")
+
+
+def test_why_a_feature_is_not_served_says_what_can_be_done() -> None:
+    from types import SimpleNamespace
+
+    from processors.featurestore.online import NotServed, served
+
+    def why(status: str) -> str:
+        with pytest.raises(NotServed) as caught:
+            served(SimpleNamespace(feature_id="f1", registration=None, materialization=None, status=status))  # type: ignore[arg-type]
+        return str(caught.value)
+
+    assert "approve it first" in why("selected")
+    assert "never approved" in why("deprecated") and "approve" not in why("deprecated").split("never")[0]
+    assert "afep features sync f1" in why("approved")
