@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,10 +107,11 @@ def read_online(store: EventStore, config: FeatureStoreConfig, feature_id: str, 
 def _typed(key: str, entity: str, dtype: str) -> int | str:
     if dtype == "string":
         return key
-    try:
-        return int(key.strip())
-    except ValueError:
-        raise BadKey(f"entity {entity} holds integers; {key[:100]!r} is not one") from None
+    text = key.strip()
+    # int() also reads `1_000` and non-ASCII digits: a key is plain ASCII digits, as the table holds it
+    if re.fullmatch(r"-?[0-9]{1,19}", text) is None:
+        raise BadKey(f"entity {entity} holds integers; {key[:100]!r} is not one")
+    return int(text)
 
 
 def _number(value: Any) -> float | None:

@@ -474,3 +474,13 @@ def test_why_a_feature_is_not_served_says_what_can_be_done() -> None:
     assert "approve it first" in why("selected")
     assert "never approved" in why("deprecated") and "approve" not in why("deprecated").split("never")[0]
     assert "afep features sync f1" in why("approved")
+
+
+def test_integer_entity_keys_are_plain_ascii_digits() -> None:
+    from processors.featurestore.online import BadKey, _typed
+
+    assert [_typed(k, "customer_id", "int64") for k in ("100001", " 42 ", "-3")] == [100001, 42, -3]
+    for odd in ("1_00001", "\u0661\u0660\u0660", "9" * 30, "4.0", ""):
+        with pytest.raises(BadKey):
+            _typed(odd, "customer_id", "int64")
+    assert _typed("1_00001", "customer_id", "string") == "1_00001"
