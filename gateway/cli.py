@@ -269,6 +269,9 @@ def _finish(result: dict[str, Any], out: Path) -> None:
     finalists = finalists_table(result)
     if finalists is not None:
         console.print(finalists)
+    for warning in result.get("warnings", []):
+        if warning.startswith("--entity"):  # serving by that key will fail: say it now, not at approval
+            console.print(f"warning: {warning}")
     console.print(f"wrote {out / 'features.json'} and {out / 'result.json'} in {result['wall_seconds']:.1f} s")
 
 

@@ -137,6 +137,8 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
         "finalists_not_selected": unselected_finalists(job, features),
         "wall_seconds": wall,
         "failure": job.failure,
+        # the schema step's data warnings (skew, leakage suspects kept, an --entity with repeated keys, ...)
+        "warnings": list(job.schema.warnings) if job.schema else [],
         "llm_usage": usage.to_dict(),
         "experiment": experiment_record(job),
     }

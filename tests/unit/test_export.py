@@ -31,7 +31,7 @@ def finished_job(store: InMemoryEventStore, tmp_path: Path, *, select_first: boo
     pl.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0, 6.0]}).write_parquet(data)
     execute(store, [(job.RequestJob("j1", "p", "d.csv", None, "y", "auto", 60.0, 0, 1, 10), ctx(0))])
     execute(store, [(job.RecordSchemaAnalysis("j1", 1, str(data), "sha", 100, 3, "classification", "roc_auc", "1",
-                                              "{}", (), ()), ctx(1))])  # fmt: skip
+                                              "{}", (), ("--entity cid: has 2 repeated keys",)), ctx(1))])  # fmt: skip
     execute(store, [(job.RecordDomainResearch("j1", 1, ("credit",), "{}", ()), ctx(2))])
     execute(store, [(job.StartRound("j1", 1, "broad", 10), ctx(2))])
     for i, name in enumerate(("ratio_a_b", "diff_a_b", "log_c")):
@@ -85,6 +85,7 @@ def test_the_result_names_the_finalists_not_selected_closest_first(tmp_path: Pat
     assert json.loads((tmp_path / "out" / "result.json").read_text()) == json.loads(json.dumps(result, default=str))
     names = [f["name"] for f in result["finalists_not_selected"]]
     assert names == ["diff_a_b", "ratio_a_b"]  # lowest p first; log_c never reached the final test
+    assert result["warnings"] == ["--entity cid: has 2 repeated keys"]  # not only in the live trace
     text = render(finalists_table(result)) + render(results_table(result, []))
     assert "no feature helps" in text and "closest calls" in text
     assert WHY[:30] in text and "ratio_a_b" in text and "log_c" not in text
