@@ -108,6 +108,9 @@ def experiment_record(job: Job) -> dict[str, Any] | None:
     return {"experiment_id": tracked.experiment_id, "run_id": tracked.run_id, "feature_runs": tracked.feature_runs}
 
 
+TERMINAL = ("JobCompleted", "JobFailed", "JobCancelled")
+
+
 def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: float | None = None) -> dict[str, Any]:
     job = load_job(store, job_id)
     if job is None:
@@ -123,7 +126,9 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
             record["llm_usage"] = usage.by_feature[record["feature_id"]].to_dict()
     wall = wall_seconds
     if wall is None and stream:
-        wall = (stream[-1].occurred_at - stream[0].occurred_at).total_seconds()
+        # to the job's end, as `afep run` measures it: the tracking that follows is not the job's time
+        ended = next((e for e in reversed(stream) if e.event_type in TERMINAL), stream[-1])
+        wall = (ended.occurred_at - stream[0].occurred_at).total_seconds()
     result = {
         "job_id": job_id,
         "status": job.status,

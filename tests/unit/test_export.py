@@ -81,11 +81,13 @@ def render(table: object) -> str:
 def test_the_result_names_the_finalists_not_selected_closest_first(tmp_path: Path) -> None:
     store = InMemoryEventStore()
     finished_job(store, tmp_path, select_first=False)
+    execute(store, [(job.RecordExperiment("j1", "1", "run-1", 0), ctx(15))])  # tracking, after the job
     result = export_job(store, "j1", tmp_path / "out")
     assert json.loads((tmp_path / "out" / "result.json").read_text()) == json.loads(json.dumps(result, default=str))
     names = [f["name"] for f in result["finalists_not_selected"]]
     assert names == ["diff_a_b", "ratio_a_b"]  # lowest p first; log_c never reached the final test
     assert result["warnings"] == ["--entity cid: has 2 repeated keys"]  # not only in the live trace
+    assert result["wall_seconds"] == 8.0  # JobRequested at 0 s to JobCompleted at 8 s
     text = render(finalists_table(result)) + render(results_table(result, []))
     assert "no feature helps" in text and "closest calls" in text
     assert WHY[:30] in text and "ratio_a_b" in text and "log_c" not in text
