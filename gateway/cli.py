@@ -348,7 +348,11 @@ def jobs_replay(
 
     store = build_store(_settings(data_dir))
     job = _job_or_exit(store, job_id)
-    envelopes = [e for e in _all(store) if e.correlation_id == job.job_id]
+    # the job's own events, and those about it that another job caused (its features re-registered
+    # when a feature of another job on the same table was approved): as the HTTP history shows them
+    envelopes = [
+        e for e in _all(store) if e.correlation_id == job.job_id or getattr(e.event, "job_id", None) == job.job_id
+    ]
     if not traces:
         envelopes = [e for e in envelopes if e.event_type not in ("AgentTraced", "ProgressReported")]
     for line in timeline_lines(envelopes, collapse=collapse):

@@ -396,3 +396,25 @@ def test_features_list_of_unselected_statuses_needs_a_job(tmp_path: Path) -> Non
     listed = afep("features", "list", "--status", "rejected", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert listed.returncode == 2 and "add --job ID" in listed.stderr and len(listed.stderr.splitlines()) == 1
     assert afep("features", "list", "--status", "approved", "--data-dir", str(tmp_path), cwd=tmp_path).returncode == 0
+
+
+def test_replay_shows_what_another_job_did_to_this_jobs_features(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from commands.recorder_store import SqliteEventStore
+    from commands.unit_of_work import execute
+    from domain import feature
+    from domain.envelope import Context
+    from domain.job import RequestJob
+
+    store = SqliteEventStore(tmp_path / "events.db")
+    mine, theirs = (Context(at=datetime.now(UTC), correlation_id=j) for j in ("j1", "j2"))
+    execute(store, [(RequestJob("j1", "p", "x.csv", None, "y", "auto", 60.0, 0, 1, 10), mine)])
+    execute(store, [(RequestJob("j2", "p", "x.csv", None, "y", "auto", 60.0, 0, 1, 10), theirs)])
+    # an event about j1's feature that j2's work caused (as a re-registration after j2's approval is)
+    proposal = feature.ProposeFeature("f1", "j1", 1, "ratio_a_b", "a/b", "why", "{}", ("a", "b"), 0.1, "ideation", ())
+    execute(store, [(proposal, theirs)])
+    store.close()
+    replay = afep("jobs", "replay", "j1", "--data-dir", str(tmp_path), "--no-traces", cwd=tmp_path)
+    assert replay.returncode == 0 and "FeatureProposed" in replay.stdout, replay.stdout
+    assert replay.stdout.count("JobRequested") == 1  # j2's own events stay out
