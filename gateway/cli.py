@@ -49,6 +49,18 @@ def _settings(data_dir: Path | None) -> Settings:
     return settings.model_copy(update={"data_dir": (data_dir or settings.data_dir).resolve()})
 
 
+def _job_settings(data_dir: Path | None) -> Settings:
+    """`_settings` for a command that reads jobs: a data dir with no event log is a mistyped
+    `--data-dir` (it would otherwise be created, empty, and answer 'no job')."""
+    settings = _settings(data_dir)
+    if not settings.database_url and not settings.event_db_path.exists():
+        raise UsageError(
+            f"no AFEP jobs in {settings.data_dir} (no {settings.event_db_path.name}): give the --data-dir your "
+            "jobs ran with (or set AFEP_DATA_DIR)"
+        )
+    return settings
+
+
 def _own(ctx: typer.Context, settings: Settings, command: str) -> None:
     """Hold the data dir's lock until this command ends (see gateway/datadir.py)."""
     from gateway.datadir import DataDirInUse, DataDirLock
@@ -298,7 +310,7 @@ def jobs_list(data_dir: DataDir = None) -> None:
 
     from gateway.runtime_wiring import build_store
 
-    store = build_store(_settings(data_dir))
+    store = build_store(_job_settings(data_dir))
     table = Table(title="jobs")
     for column in ("job", "requested", "status", "stage", "target", "source", "selected"):
         table.add_column(column, overflow="fold")
@@ -324,9 +336,9 @@ def jobs_show(job_id: str, data_dir: DataDir = None) -> None:
     from gateway.runtime_wiring import build_store
     from processors.export import export_job
 
-    store = build_store(_settings(data_dir))
+    store = build_store(_job_settings(data_dir))
     job = _job_or_exit(store, job_id)
-    tmp = _settings(data_dir).data_dir / "exports" / job.job_id
+    tmp = _job_settings(data_dir).data_dir / "exports" / job.job_id
     result = export_job(store, job.job_id, tmp)
     console.print_json(json.dumps(result, default=str))
     console.print(results_table(result, json.loads((tmp / "features.json").read_text())))
@@ -346,7 +358,7 @@ def jobs_replay(
     from gateway.console import timeline_lines
     from gateway.runtime_wiring import build_store
 
-    store = build_store(_settings(data_dir))
+    store = build_store(_job_settings(data_dir))
     job = _job_or_exit(store, job_id)
     # the job's own events, and those about it that another job caused (its features re-registered
     # when a feature of another job on the same table was approved): as the HTTP history shows them
@@ -378,7 +390,7 @@ def jobs_resume(
     from processors.export import export_job
     from processors.sources import SourcePolicy
 
-    settings = _settings(data_dir)
+    settings = _job_settings(data_dir)
     _own(ctx, settings, "afep jobs resume")
     store = build_store(settings)
     job = _job_or_exit(store, job_id)

@@ -153,9 +153,10 @@ def serve_online(
 
 
 def _settings(data_dir: Path | None) -> Any:
-    from gateway.cli import _settings as cli_settings
+    """Every features command reads jobs' features: a data dir without a log is refused, not created."""
+    from gateway.cli import _job_settings
 
-    return cli_settings(data_dir)
+    return _job_settings(data_dir)
 
 
 def _transition(

@@ -395,7 +395,12 @@ def test_a_second_round_keeps_the_jobs_step_and_starts_from_the_first_rounds_res
 def test_features_list_of_unselected_statuses_needs_a_job(tmp_path: Path) -> None:
     listed = afep("features", "list", "--status", "rejected", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert listed.returncode == 2 and "add --job ID" in listed.stderr and len(listed.stderr.splitlines()) == 1
-    assert afep("features", "list", "--status", "approved", "--data-dir", str(tmp_path), cwd=tmp_path).returncode == 0
+    missing = afep("features", "list", "--status", "approved", "--data-dir", str(tmp_path / "typo"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no AFEP jobs in" in missing.stderr and not (tmp_path / "typo").exists()
+    for command in (("jobs", "list"), ("jobs", "show", "j1"), ("features", "serve-online", "f1", "--entity", "1")):
+        typo = afep(*command, "--data-dir", str(tmp_path / "typo"), cwd=tmp_path)
+        assert typo.returncode == 2 and "give the --data-dir your jobs ran with" in typo.stderr, (command, typo)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_replay_shows_what_another_job_did_to_this_jobs_features(tmp_path: Path) -> None:
