@@ -227,11 +227,13 @@ def _register(ctx: Sync, plan: Plan, parts: list[Any]) -> list[Any]:
 
 
 def _restore(ctx: Sync, plan: Plan) -> list[Any]:
-    """Nothing changed in the log; rebuild the Feast side if it lacks this version (a wiped or new data dir)."""
+    """Nothing changed in the log; rebuild the Feast side if it lacks this version (a wiped or new data dir).
+
+    An explicit sync also reads one key back from the online store: a registry in line with the
+    log says nothing about online values that were lost (a deleted or emptied online store)."""
     try:
-        if ctx.repo.applied(plan.view) == (plan.version, plan.definition_hash):
-            if ctx.requested:
-                return [_trace(ctx, "tool_result", f"view {plan.view} v{plan.version} is in line with the log")]
+        in_line = ctx.repo.applied(plan.view) == (plan.version, plan.definition_hash)
+        if in_line and not ctx.requested:
             return []
         parts, problems = candidate_values(ctx.bench, _sources(ctx, plan.members), ctx.repo.values_dir)
         if problems:
@@ -239,6 +241,8 @@ def _restore(ctx: Sync, plan: Plan) -> list[Any]:
         spec = _spec(ctx, plan)
         at: datetime = ctx.bench.clock()
         frame = view_frame(spec.entity, parts, at)
+        if in_line and _online_holds(ctx, plan, frame, spec.entity.name):
+            return [_trace(ctx, "tool_result", f"view {plan.view} v{plan.version} is in line with the log")]
         ctx.repo.write_values(spec, frame)
         ctx.repo.write_definitions(spec)
         ctx.repo.apply(spec, purge=True)
@@ -246,6 +250,19 @@ def _restore(ctx: Sync, plan: Plan) -> list[Any]:
     except Exception as error:  # noqa: BLE001 - the log stays as it is; the next approval tries again
         return [_trace(ctx, "decision", f"could not restore view {plan.view} in Feast: {_reason(ctx, error)}")]
     return [_trace(ctx, "tool_result", f"restored view {plan.view} v{plan.version} in Feast from the log")]
+
+
+def _online_holds(ctx: Sync, plan: Plan, frame: Any, entity: str) -> bool:
+    """The online store answers the view's first key with the values the log computes (a sample)."""
+    if frame.height == 0:
+        return True
+    row = frame.row(0, named=True)
+    names = [m.field for m in plan.members]
+    try:
+        served = ctx.repo.online(plan.view, names, [{entity: row[entity]}])
+    except Exception:  # noqa: BLE001 - a missing table or store: not in line, rebuild it
+        return False
+    return all((served.get(n) or [None])[0] is not None for n in names if row.get(n) is not None)
 
 
 def _blocked(ctx: Sync, plan: Plan, problems: dict[str, str]) -> list[Any]:

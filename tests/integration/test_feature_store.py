@@ -334,6 +334,23 @@ def test_a_redelivered_approval_changes_nothing_and_rebuilds_a_lost_repository(s
     finally:
         bench.close()
         store.close()
+    if setup.backend == "embedded":  # online values lost, the registry intact: an explicit sync puts them back
+        online_db = setup.repository().path / "online_store.db"
+        with sqlite3.connect(online_db) as conn:
+            for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                conn.execute(f'DELETE FROM "{table}"')
+        gone = setup.repository().online("customers_features", fields(setup), [{"customer_id": setup.keys[0]}])
+        assert all(gone[name][0] is None for name in fields(setup))
+        done = setup.cli("features", "sync", setup.features[0]["feature_id"])
+        assert done.returncode == 0 and "in line with the log" not in done.stdout + done.stderr, (
+            done.stdout + done.stderr
+        )
+        served = setup.repository().online("customers_features", fields(setup), [{"customer_id": setup.keys[0]}])
+        expected = applied(setup, setup.keys[:1])
+        for name in fields(setup):
+            same(served[name], expected[name].to_list())
+        again = setup.cli("features", "sync", setup.features[0]["feature_id"])
+        assert again.returncode == 0 and "in line with the log" in again.stdout + again.stderr, again.stdout
 
 
 @pytest.mark.clickhouse
