@@ -244,8 +244,9 @@ def _apply_one(job_dir: Path, data: str, table: str | None, out: Path, sandbox: 
     from processors.sources import load_table
 
     new = load_table(data, table)
-    names = [str(f.get("name")) for f in read_features(job_dir)]
-    result = apply_features(job_dir, new, sandbox)
+    features = read_features(job_dir)
+    names = [str(f.get("name")) for f in features]
+    result = apply_features(job_dir, new, sandbox, features)
     if not names:
         console.print(f"the job in {job_dir} selected no features: the table is written as it is")
     elif replaced := [n for n in names if n in new.columns]:
@@ -336,9 +337,10 @@ def jobs_show(job_id: str, data_dir: DataDir = None) -> None:
     from gateway.runtime_wiring import build_store
     from processors.export import export_job
 
-    store = build_store(_job_settings(data_dir))
+    settings = _job_settings(data_dir)
+    store = build_store(settings)
     job = _job_or_exit(store, job_id)
-    tmp = _job_settings(data_dir).data_dir / "exports" / job.job_id
+    tmp = settings.data_dir / "exports" / job.job_id
     result = export_job(store, job.job_id, tmp)
     console.print_json(json.dumps(result, default=str))
     console.print(results_table(result, json.loads((tmp / "features.json").read_text())))

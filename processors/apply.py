@@ -39,8 +39,11 @@ def read_features(job_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def apply_features(job_dir: Path, data: pl.DataFrame, sandbox: Any) -> pl.DataFrame:
-    features = read_features(job_dir)
+def apply_features(
+    job_dir: Path, data: pl.DataFrame, sandbox: Any, features: list[dict[str, Any]] | None = None
+) -> pl.DataFrame:
+    """`data` with the job's features added; `features`: `read_features(job_dir)`, when the caller has it."""
+    features = read_features(job_dir) if features is None else features
     needed = sorted({c for f in features for c in f["source_columns"]})
     missing = [c for c in needed if c not in data.columns]
     if missing:

@@ -89,6 +89,9 @@ def owned_job(services: ServicesDep, tenant: str, job_id: str) -> dict[str, Any]
 JOB_IDS = uuid.UUID("5d0c1f0e-7a4b-4f3e-9c55-0a2f6b1d8e11")  # namespace of tenant-derived job ids
 
 
+_DERIVED_ATTEMPTS = 16  # ids tried for a client's job_id: its own, then a chain derived from (tenant, id)
+
+
 def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
     """The id a job requested with the client's `job_id` is stored under.
 
@@ -108,9 +111,6 @@ def stored_job_id(services: ServicesDep, tenant: str, client_id: str) -> str:
         if owner is None or owner["tenant_id"] == tenant:
             return candidate
     raise Problem(409, "Conflict", f"job id {client_id[:128]!r} cannot be used; omit job_id to get a fresh one")
-
-
-_DERIVED_ATTEMPTS = 16
 
 
 def _derived_id(tenant: str, client_id: str, attempt: int) -> str:
