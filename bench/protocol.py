@@ -3,8 +3,8 @@
 For seed s: outer split random_state=s (stratified for classification); engines see only
 the train part. LightGBM (n_estimators=2000, learning_rate=0.05, num_leaves=31,
 random_state=s) early-stops after 100 rounds without improvement of the task metric
-(AUC / RMSE) on an inner 80/20 split of train (same seed, stratified); the model at its
-best iteration is scored on the outer test part.
+(AUC / RMSE; multiclass log loss in `bench.multiclass`) on an inner 80/20 split of train
+(same seed, stratified); the model at its best iteration is scored on the outer test part.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ class Score:
 
 
 def metric_name(task: str) -> str:
-    return "auc" if task == "classification" else "rmse"
+    return {"classification": "auc", "multiclass": "multi_logloss"}.get(task, "rmse")
 
 
 def split(x: pd.DataFrame, y: pd.Series, task: str, seed: int) -> Split:
     from sklearn.model_selection import train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=0.2, random_state=seed, stratify=y if task == "classification" else None
+        x, y, test_size=0.2, random_state=seed, stratify=y if task != "regression" else None
     )
     return Split(
         x_tr.reset_index(drop=True),
@@ -64,11 +64,14 @@ def evaluate(
     x_train: pd.DataFrame, y_train: pd.Series, x_test: pd.DataFrame, y_test: pd.Series, task: str, seed: int
 ) -> Score:
     import lightgbm as lgb
-    from sklearn.metrics import roc_auc_score, root_mean_squared_error
+    from sklearn.metrics import log_loss, roc_auc_score, root_mean_squared_error
     from sklearn.model_selection import train_test_split
 
     x_train, x_test = _lgbm_ready(x_train), _lgbm_ready(x_test)
-    classification = task == "classification"
+    if task == "multiclass":  # class labels as codes: LightGBM's evaluation sets take numbers only
+        codes = {c: i for i, c in enumerate(sorted(set(y_train) | set(y_test), key=str))}
+        y_train, y_test = y_train.map(codes), y_test.map(codes)
+    classification = task != "regression"  # binary (AUC) or multiclass (log loss)
     x_fit, x_val, y_fit, y_val = train_test_split(
         x_train, y_train, test_size=0.2, random_state=seed, stratify=y_train if classification else None
     )
@@ -84,7 +87,9 @@ def evaluate(
     )
     model = lgb.LGBMClassifier(**params) if classification else lgb.LGBMRegressor(**params)
     model.fit(x_fit, y_fit, eval_X=(x_val,), eval_y=(y_val,), callbacks=[lgb.early_stopping(100, verbose=False)])
-    if classification:
+    if task == "multiclass":
+        value = log_loss(y_test, model.predict_proba(x_test), labels=model.classes_)
+    elif classification:
         value = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])
     else:
         value = root_mean_squared_error(y_test, model.predict(x_test))

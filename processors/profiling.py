@@ -56,6 +56,9 @@ CAMEL_ID = re.compile(r"[a-z0-9]I[Dd]$")
 DUPLICATED = re.compile(r"(.+)_duplicated_\d+")
 HIGH_NULL_RATE, SKEW_LIMIT, LEAK_LIMIT, SAMPLE_ROWS = 0.3, 2.0, 0.98, 5000
 MIN_ROWS, MIN_CLASS_ROWS = 50, 10
+# Three or more classes are evaluated as multiclass (softmax LightGBM, log loss); every fit
+# costs about one model per class, and each class needs MIN_CLASS_ROWS rows.
+MAX_CLASSES = 20
 """What the evaluation needs (`engine/folds.py`): 20% guard rows in two halves and K-fold (K <= n // 4) over
 the rest. 50 rows give 5 folds of 8 validation rows and guard halves of 5; 10 rows of the rarer class put at
 least one in every validation fold and guard half, so that each split can score AUC. Fewer rows make
@@ -105,11 +108,11 @@ class NonNumericRegressionTarget(InputError):
         )
 
 
-class MulticlassTarget(InputError):
+class TooManyClasses(InputError):
     def __init__(self, target: str, n_classes: int) -> None:
         super().__init__(
-            f"target {target!r} has {n_classes} classes; AFEP handles binary classification and regression — "
-            "pick a binary target, or task regression (--task regression) for an ordinal one"
+            f"target {target!r} has {n_classes} classes; AFEP classifies up to {MAX_CLASSES} — merge rare classes "
+            "into one, or use task regression (--task regression) if the values are ordered quantities"
         )
 
 
@@ -137,9 +140,10 @@ class NothingToLearnFrom(InputError):
 
 
 class TooFewRows(InputError):
-    def __init__(self, n_rows: int, detail: str, classification: bool) -> None:
+    def __init__(self, n_rows: int, detail: str, classification: bool, multiclass: bool = False) -> None:
         need = f"at least {MIN_ROWS}" + (f" (and {MIN_CLASS_ROWS} of each class)" if classification else "")
-        super().__init__(f"the table has {n_rows} rows{detail}; AFEP needs {need} to test features — add rows")
+        fix = "add rows, or merge the rare class into another" if multiclass else "add rows"
+        super().__init__(f"the table has {n_rows} rows{detail}; AFEP needs {need} to test features — {fix}")
 
 
 @dataclass(frozen=True)
@@ -254,8 +258,8 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto", keep: Coll
     if resolved == "classification":
         counts = y_raw.cast(pl.String).value_counts(sort=True)
         classes = tuple(sorted(str(v) for v in counts[target]))
-        if len(classes) > 2:  # the engine scores binary classification (AUC) and regression only
-            raise MulticlassTarget(target, len(classes))
+        if len(classes) > MAX_CLASSES:
+            raise TooManyClasses(target, len(classes))
         positive = _positive_class(counts) if len(classes) == 2 else None
         metric = "roc_auc" if len(classes) == 2 else "log_loss"
     else:
@@ -286,6 +290,11 @@ def profile_table(df: pl.DataFrame, target: str, task: Task = "auto", keep: Coll
     for name in df.columns:  # a CSV header naming a column twice: Polars reads the second as <name>_duplicated_<n>
         if (twin := DUPLICATED.fullmatch(name)) and twin.group(1) in df.columns:
             warnings.append(f"{name}: the file names a second column {twin.group(1)!r}; it is read as {name!r}")
+    if len(classes) > 2 and y_raw.dtype.is_numeric():
+        warnings.append(
+            f"{target}: {len(classes)} numeric classes, evaluated as multiclass (log loss); "
+            "if they are ordered quantities, --task regression keeps their order"
+        )
     if resolved == "classification" and len(classes) == 2 and positive is not None:
         rate = float((y_raw.cast(pl.String) == positive).mean() or 0.0)
         if rate < 0.1:
@@ -573,4 +582,5 @@ def require_rows(df: pl.DataFrame, profile: TableProfile) -> None:
         counts = df[profile.target].cast(pl.String).value_counts(sort=True)
         label, fewest = str(counts[profile.target][-1]), int(counts["count"][-1])
         if fewest < MIN_CLASS_ROWS:
-            raise TooFewRows(df.height, f" but only {fewest} with {profile.target}={label!r}", classification)
+            detail = f" but only {fewest} with {profile.target}={label!r}"
+            raise TooFewRows(df.height, detail, classification, multiclass=len(profile.classes) > 2)

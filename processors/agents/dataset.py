@@ -35,6 +35,6 @@ def base_and_plan(job: Job, bench: Workbench) -> tuple[Any, BaseMatrix, FoldPlan
             schema.positive_class,
             schema.excluded_columns,
         )
-        return frame, base, plan_folds(base.y, schema.task, request.seed)  # type: ignore[arg-type]
+        return frame, base, plan_folds(base.y, base.task, request.seed)
 
     return bench.memo(("base", schema.dataset_sha256, request.target, request.seed, schema.task), build)  # type: ignore[no-any-return]

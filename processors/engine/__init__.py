@@ -12,7 +12,10 @@ API
 ``prepare_base(df, target, task, positive_class, exclude) -> BaseMatrix``
     Raw features encoded for LightGBM (numeric float64, categorical integer codes,
     date(time)s as epoch seconds plus parts); ``BaseMatrix.encode`` re-applies the
-    encodings to new rows.
+    encodings to new rows. ``BaseMatrix.task`` is the engine's task: ``classification``
+    (binary, ROC AUC), ``regression`` (RMSE) or ``multiclass`` (a classification target
+    with 3+ classes and no positive class: softmax LightGBM, multiclass log loss, y the
+    index of the class in ``BaseMatrix.classes``). Pass it on as ``task``.
 
 ``evaluate_round(base, plan, candidates, selected, *, task, seed, deadline=None,
 progress=None, categorical=(), confirm_top=10, max_new=10, partial=(), complete=None) -> RoundReport``

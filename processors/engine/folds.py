@@ -116,7 +116,7 @@ def _kfold(y: np.ndarray, task: str, folds: int, state: int) -> list[Split]:
     n = int(y.shape[0])
     rng = np.random.default_rng(state)
     fold_of = np.empty(n, dtype=np.int64)
-    if task == "classification":
+    if task != "regression":  # binary or multiclass: stratified by class
         # each class dealt round-robin in shuffled order, continuing where the last class stopped
         offset = 0
         for cls in np.unique(y):
@@ -131,7 +131,7 @@ def _kfold(y: np.ndarray, task: str, folds: int, state: int) -> list[Split]:
 
 def plan_folds(
     y: np.ndarray,
-    task: Literal["classification", "regression"],
+    task: Literal["classification", "regression", "multiclass"],
     seed: int,
     *,
     n_folds: int = 5,
@@ -141,7 +141,7 @@ def plan_folds(
     rows, and FINAL_REPEATS x K-fold cross-validation of all rows with inner early-stopping rows."""
     y = np.asarray(y)
     n = int(y.shape[0])
-    if task == "classification":
+    if task != "regression":
         minority = int(np.bincount(y.astype(np.int64)).min())
         n_folds = min(n_folds, max(2, int(minority * (1 - guard_fraction))))
     n_folds = max(2, min(n_folds, n // 4))
@@ -186,6 +186,6 @@ def plan_folds(
 
 def _final_folds(y: np.ndarray, task: str) -> int:
     """FINAL_FOLDS, or fewer so that every test fold holds 2+ rows of each class (4+ rows)."""
-    if task == "classification":
+    if task != "regression":
         return max(2, min(FINAL_FOLDS, int(np.bincount(y.astype(np.int64)).min()) // 2))
     return max(2, min(FINAL_FOLDS, int(y.shape[0]) // 4))

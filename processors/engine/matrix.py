@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-Task = Literal["classification", "regression"]
+from processors.engine.scoring import Task
 
 _DATE_PARTS = ("year", "month", "weekday")
 
@@ -69,6 +69,7 @@ class BaseMatrix:
     target: str
     task: Task
     positive_class: str | None
+    classes: tuple[str, ...] = ()  # a multiclass target's labels; y holds their index
 
     @property
     def n_rows(self) -> int:
@@ -97,7 +98,7 @@ def _encoding_for(name: str, series: pl.Series) -> ColumnEncoding:
 
 
 def encode_target(series: pl.Series, task: Task, positive_class: str | None) -> tuple[np.ndarray, str | None]:
-    """Target as float64 (0/1 for classification) and the positive class actually used."""
+    """Target as float64 (0/1 for classification, the class's index for multiclass) and the positive class used."""
     if series.null_count():
         raise EngineInputError(
             f"target '{series.name}' has {series.null_count()} missing values: "
@@ -109,6 +110,11 @@ def encode_target(series: pl.Series, task: Task, positive_class: str | None) -> 
         return series.cast(pl.Float64).to_numpy().astype(np.float64), None
     labels = series.cast(pl.String)
     classes = labels.unique().sort().to_list()
+    if task == "multiclass":
+        if len(classes) < 3:
+            raise EngineInputError(f"multiclass target '{series.name}' has {len(classes)} classes: use classification")
+        index = {c: float(i) for i, c in enumerate(classes)}
+        return np.array([index[v] for v in labels.to_list()], dtype=np.float64), None
     if positive_class is None:
         if len(classes) != 2:
             raise EngineInputError(f"target '{series.name}' has {len(classes)} classes: name the positive class")
@@ -130,9 +136,19 @@ def prepare_base(
     positive_class: str | None = None,
     exclude: Sequence[str] = (),
 ) -> BaseMatrix:
-    """Encode the raw feature columns of `df` (all but target and `exclude`) for LightGBM."""
+    """Encode the raw feature columns of `df` (all but target and `exclude`) for LightGBM.
+
+    A classification target with three or more classes and no positive class named is
+    evaluated as `multiclass` (softmax, multiclass log loss); `BaseMatrix.task` says which.
+    """
     if target not in df.columns:
         raise EngineInputError(f"target '{target}' not in columns: {', '.join(df.columns[:20])}")
+    labels: tuple[str, ...] = ()
+    if task == "classification" and positive_class is None:
+        labels = tuple(df[target].cast(pl.String).drop_nulls().unique().sort().to_list())
+        task = "multiclass" if len(labels) > 2 else task
+    if task != "multiclass":
+        labels = ()
     skip = {target, *exclude}
     encodings = tuple(_encoding_for(c, df[c]) for c in df.columns if c not in skip)
     y, positive_class = encode_target(df[target], task, positive_class)
@@ -151,6 +167,7 @@ def prepare_base(
         target=target,
         task=task,
         positive_class=positive_class,
+        classes=labels,
     )
     return BaseMatrix(
         x=base.encode(df),
@@ -161,4 +178,5 @@ def prepare_base(
         target=target,
         task=task,
         positive_class=positive_class,
+        classes=labels,
     )

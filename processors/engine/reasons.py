@@ -43,15 +43,18 @@ class Tests:
     confirm_top: int
 
 
+LOWER_IS_BETTER = {"rmse": "RMSE", "log_loss": "log loss"}
+
+
 def _lift(metric: str, value: float, base: float) -> str:
-    if metric == "rmse":
+    if metric in LOWER_IS_BETTER:
         pct = f" ({abs(value) / base:.1%})" if base > 0 else ""
-        return f"RMSE {abs(value):.4g}{pct} {'lower' if value >= 0 else 'higher'}"
+        return f"{LOWER_IS_BETTER[metric]} {abs(value):.4g}{pct} {'lower' if value >= 0 else 'higher'}"
     return f"{value:+.4f} {metric.upper().replace('ROC_', '')}"
 
 
 def _numbers(metric: str, t: PairedTest, base: float, one_sided: bool = False) -> str:
-    if metric == "rmse":
+    if metric in LOWER_IS_BETTER:
         ci = f"lift 95% CI {t.ci_low:+.4g}..{t.ci_high:+.4g}"
     else:
         ci = f"95% CI {t.ci_low:+.4f}..{t.ci_high:+.4f}"

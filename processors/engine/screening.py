@@ -19,11 +19,14 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from processors.engine.folds import FoldPlan
-from processors.engine.scoring import Task
+from processors.engine.scoring import Task, multiclass_losses
 from processors.engine.trials import Trials
 
-NEWTON_STEPS = {"classification": 3, "regression": 1}
+NEWTON_STEPS = {"classification": 3, "regression": 1, "multiclass": 3}
 PRIOR_ROWS = 20.0
+# Multiclass screening holds (training rows x candidates x classes) raw scores; candidates
+# are taken in chunks so that this stays near 32 MB.
+MULTICLASS_CELLS = 4_000_000
 
 
 def _n_bins(n_train: int) -> int:
@@ -53,7 +56,15 @@ def _bin_categorical(values: np.ndarray, train_idx: np.ndarray, n_bins: int) -> 
     return bins
 
 
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (the classes)."""
+    e = np.exp(raw - raw.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
 def _loss(task: Task, y: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    if task == "multiclass":
+        return multiclass_losses(y, raw)
     if task == "classification":
         return np.asarray(np.logaddexp(0.0, raw) - y * raw)
     return np.asarray((y - raw) ** 2)
@@ -76,6 +87,8 @@ def _screen_split(
     n_bins: int,
 ) -> np.ndarray:
     """Validation loss (summed) per candidate after boosting one histogram tree each."""
+    if task == "multiclass":
+        return _screen_split_multiclass(y, init, bins, train_idx, valid_idx, n_bins)
     m = bins.shape[1]
     width = n_bins + 1
     offsets = np.arange(m, dtype=np.int64) * width
@@ -94,6 +107,45 @@ def _screen_split(
         raw_tr += step[flat_train].reshape(raw_tr.shape)
     raw_va = init[valid_idx][:, None] + leaf[flat_valid]
     return np.asarray(_loss(task, y[valid_idx][:, None], raw_va).sum(axis=0))
+
+
+def _screen_split_multiclass(
+    y: np.ndarray,
+    init: np.ndarray,
+    bins: np.ndarray,
+    train_idx: np.ndarray,
+    valid_idx: np.ndarray,
+    n_bins: int,
+) -> np.ndarray:
+    """`_screen_split` for a softmax model: one value per bin and class, diagonal Newton steps."""
+    n_classes = init.shape[1]
+    m = bins.shape[1]
+    width = n_bins + 1
+    y_tr = y[train_idx].astype(np.int64)
+    onehot = np.eye(n_classes)[y_tr][:, None, :]
+    p0 = _softmax(init[train_idx])
+    prior = PRIOR_ROWS * float(np.mean(p0 * (1.0 - p0)))
+    chunk = max(1, MULTICLASS_CELLS // max(1, train_idx.shape[0] * n_classes))
+    out = np.empty(m)
+    for start in range(0, m, chunk):
+        cols = np.arange(start, min(m, start + chunk))
+        offsets = np.arange(cols.shape[0], dtype=np.int64) * width
+        flat_train = bins[np.ix_(train_idx, cols)] + offsets
+        flat = flat_train.ravel()
+        raw_tr = np.repeat(init[train_idx][:, None, :], cols.shape[0], axis=1)
+        leaf = np.zeros((cols.shape[0] * width, n_classes))
+        for _ in range(NEWTON_STEPS["multiclass"]):
+            p = _softmax(raw_tr)
+            g, h = p - onehot, np.maximum(p * (1.0 - p), 1e-6)
+            size = cols.shape[0] * width
+            grad = np.stack([np.bincount(flat, weights=g[..., c].ravel(), minlength=size) for c in range(n_classes)], 1)
+            hess = np.stack([np.bincount(flat, weights=h[..., c].ravel(), minlength=size) for c in range(n_classes)], 1)
+            step = -grad / (hess + prior)
+            leaf += step
+            raw_tr += step[flat_train]
+        raw_va = init[valid_idx][:, None, :] + leaf[bins[np.ix_(valid_idx, cols)] + offsets]
+        out[cols] = multiclass_losses(y[valid_idx], raw_va).sum(axis=0)
+    return out
 
 
 def screen_candidates(

@@ -111,9 +111,10 @@ class Trials:
         return np.array([lift_of(self.task, r, n) for r, n in zip(ref, new, strict=True)])
 
     def oof_raw(self, features: FeatureSet, splits: Sequence[int]) -> np.ndarray:
-        """Out-of-fold raw baseline scores over the validation rows of `splits`."""
+        """Out-of-fold raw baseline scores over the validation rows of `splits` (rows x classes for multiclass)."""
         self.run([(features, s) for s in splits])
-        raw = np.zeros(self.base.n_rows)
+        shape = self.results[(features, splits[0])].raw_valid.shape[1:]  # (classes,) for multiclass
+        raw = np.zeros((self.base.n_rows, *shape))
         for s in splits:
             raw[self.plan.splits[s][1]] = self.results[(features, s)].raw_valid
         return raw

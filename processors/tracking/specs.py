@@ -187,13 +187,15 @@ def plan_job(
     )
 
 
-def model_settings(task: str, seed: int, learning_rate: float) -> dict[str, Any]:
+def model_settings(task: str, seed: int, learning_rate: float, n_classes: int = 2) -> dict[str, Any]:
     """The LightGBM settings of the evaluation's fits, and how the candidate was tested."""
     from processors.engine.evaluation import CONFIRM_STAGES, SELECT_P
     from processors.engine.scoring import EARLY_STOPPING, MAX_ROUNDS, Task, lgb_params
 
-    kind: Task = "classification" if task == "classification" else "regression"
-    params = lgb_params(kind, seed, learning_rate=learning_rate)
+    kind: Task = "regression"
+    if task == "classification":
+        kind = "multiclass" if n_classes > 2 else "classification"
+    params = lgb_params(kind, seed, learning_rate=learning_rate, n_classes=n_classes)
     shown = {k: v for k, v in params.items() if k not in ("num_threads", "verbose")}  # no effect on the result
     settings: dict[str, Any] = {"model": "lightgbm", **{f"model.{k}": v for k, v in shown.items()}}
     settings.update(
@@ -206,6 +208,13 @@ def model_settings(task: str, seed: int, learning_rate: float) -> dict[str, Any]
         }
     )
     return settings
+
+
+def n_classes_of(job: Job) -> int:
+    """The target's classes as the schema step profiled them (2 for binary targets and regression)."""
+    if job.schema is None:
+        return 2
+    return max(2, len(json.loads(job.schema.profile_json).get("classes", ())))
 
 
 def code_file(feature: Feature) -> str:
@@ -250,7 +259,7 @@ def _feature_run(
                 "proposer": feature.proposal.proposer,
                 "round": evaluation.round,
                 "metric": evaluation.metric,
-                **model_settings(task, job.request.seed, learning_rate),
+                **model_settings(task, job.request.seed, learning_rate, n_classes_of(job)),
             }
         ),
         metrics=_metrics(

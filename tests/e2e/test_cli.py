@@ -138,6 +138,33 @@ def test_a_four_row_csv_ends_the_job_with_one_line_saying_how_many_rows_are_need
 
 
 @pytest.mark.slow
+def test_a_target_with_three_classes_runs_as_multiclass_and_its_features_apply(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    n = 1200
+    a, b, c = rng.uniform(1, 10, n), rng.uniform(1, 10, n), rng.normal(size=n)
+    score = 1.5 * np.log(a / b) + 0.5 * c
+    segment = np.where(score < -0.5, "low", np.where(score < 0.6, "mid", "high"))
+    segment = np.where(rng.random(n) < 0.15, rng.choice(["low", "mid", "high"], n), segment)
+    pl.DataFrame({"a": a, "b": b, "c": c, "segment": segment}).write_csv(tmp_path / "segments.csv")
+    pl.DataFrame({"a": a[:50], "b": b[:50], "c": c[:50]}).write_csv(tmp_path / "new.csv")
+    data_dir, out = tmp_path / "state", tmp_path / "out"
+    env_args = ("--budget", "60", "--out", str(out), "--data-dir", str(data_dir), "--quiet")
+    run = afep("run", str(tmp_path / "segments.csv"), "--target", "segment", *env_args, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((out / "result.json").read_text())
+    features = json.loads((out / "features.json").read_text())
+    assert (result["status"], result["task"], result["metric"]) == ("completed", "classification", "log_loss")
+    assert result["final_score"] < result["baseline_score"] < np.log(3)  # lower is better
+    assert any({"a", "b"} <= set(f["source_columns"]) for f in features), features
+    assert all(f["lift"] > 0 and "log loss" in f["selection_reason"] for f in features)
+    applied = afep(
+        "apply", str(out), str(tmp_path / "new.csv"), "--out", str(tmp_path / "scored.parquet"), cwd=tmp_path
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert all(f["name"] in pl.read_parquet(tmp_path / "scored.parquet").columns for f in features)
+
+
+@pytest.mark.slow
 def test_run_apply_and_replay(tmp_path: Path) -> None:
     # the customers table (tests/tables.py): two planted ratios that confirm with the user's model
     csv = tmp_path / "customers.csv"

@@ -8,12 +8,12 @@ from processors.profiling import (
     ConstantTarget,
     EmptyTable,
     InputError,
-    MulticlassTarget,
     NonNumericRegressionTarget,
     NothingToLearnFrom,
     TableProfile,
     TargetHasNulls,
     TooFewRows,
+    TooManyClasses,
     UnknownKeptColumn,
     UnknownTargetColumn,
     profile_table,
@@ -92,17 +92,41 @@ def test_regression_and_auto_task_resolution() -> None:
     assert p.task == "regression" and p.metric == "rmse"
     labels = pl.DataFrame({"x": x, "grade": rng.integers(0, 4, 300)})
     assert profile_table(labels, "grade", "regression").task == "regression"
-    with pytest.raises(MulticlassTarget, match=r"target .grade. has 4 classes; .*\(--task regression\)"):
-        profile_table(labels, "grade", "auto")  # codes 0..3 resolve to classification, with 4 classes
+    coded = profile_table(labels, "grade", "auto")  # codes 0..3 resolve to classification, with 4 classes
+    assert (coded.task, coded.metric, coded.classes, coded.positive_class) == (
+        "classification",
+        "log_loss",
+        ("0", "1", "2", "3"),
+        None,
+    )
+    assert any("4 numeric classes, evaluated as multiclass" in w and "--task regression" in w for w in coded.warnings)
 
 
 @pytest.mark.parametrize("task", ["auto", "classification"])
-def test_a_target_with_more_than_two_classes_is_refused_in_one_line(task: str) -> None:
+def test_a_target_with_three_classes_is_profiled_as_multiclass(task: str) -> None:
     df = pl.DataFrame({"x": list(range(30)), "colour": ["red", "green", "blue"] * 10})
-    with pytest.raises(MulticlassTarget) as refused:
-        profile_table(df, "colour", task)  # type: ignore[arg-type]
-    assert str(refused.value).startswith("target 'colour' has 3 classes; AFEP handles binary classification")
+    p = profile_table(df, "colour", task)  # type: ignore[arg-type]
+    assert (p.task, p.metric, p.classes, p.positive_class) == (
+        "classification",
+        "log_loss",
+        ("blue", "green", "red"),
+        None,
+    )
+    assert not any("numeric classes" in w for w in p.warnings)
+
+
+def test_a_target_with_too_many_classes_is_refused_in_one_line() -> None:
+    df = pl.DataFrame({"x": list(range(210)), "label": [f"c{i % 21}" for i in range(210)]})
+    with pytest.raises(TooManyClasses) as refused:
+        profile_table(df, "label", "classification")
+    assert str(refused.value).startswith("target 'label' has 21 classes; AFEP classifies up to 20 — merge rare classes")
     assert "\n" not in str(refused.value)
+
+
+def test_a_rare_class_of_a_multiclass_target_says_how_to_fix_it() -> None:
+    df = pl.DataFrame({"x": list(range(60)), "colour": ["red"] * 25 + ["green"] * 30 + ["blue"] * 5})
+    with pytest.raises(TooFewRows, match=r"only 5 with colour='blue'.*add rows, or merge the rare class into another"):
+        require_rows(df, profile_table(df, "colour", "auto"))
 
 
 def test_warnings_skew_nulls_and_date_strings() -> None:

@@ -1,0 +1,130 @@
+"""Targets with three or more classes: softmax LightGBM, judged by multiclass log loss.
+
+The same pipeline as binary targets (screen, shortlist, final confirmation with the
+model a user trains), so the same promises: a planted interaction is selected and its
+claim holds on fresh rows; pure noise and a permuted target give "no feature helps".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from processors.engine import evaluate_round, plan_folds, prepare_base
+from processors.engine.report import RoundReport
+from processors.engine.scoring import FitJob, fit_and_score, lift_of, metric_name, multiclass_log_loss
+from processors.engine.screening import screen_candidates
+
+CLASSES = np.array(["high", "low", "mid"])
+
+
+def _segments(n: int, seed: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """Three classes cut from log(a/b) plus a little of c, 15% of labels drawn at random."""
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.uniform(1, 10, n), rng.uniform(1, 10, n), rng.normal(size=n)
+    score = 1.5 * np.log(a / b) + 0.5 * c
+    label = np.where(score < -0.5, "low", np.where(score < 0.6, "mid", "high"))
+    label = np.where(rng.random(n) < 0.15, rng.choice(CLASSES, n), label)
+    return pl.DataFrame({"a": a, "b": b, "c": c, "segment": label}), a / b
+
+
+def _run(df: pl.DataFrame, cands: dict[str, np.ndarray], seed: int) -> RoundReport:
+    base = prepare_base(df, "segment", "classification")
+    plan = plan_folds(base.y, base.task, seed=seed)
+    return evaluate_round(base, plan, cands, {}, task=base.task, seed=seed)
+
+
+def test_log_loss_is_the_mean_negative_log_likelihood_and_lower_is_better() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(50, 4)) * 3
+    y = rng.integers(0, 4, 50).astype(np.float64)
+    prob = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    expected = -np.mean(np.log(prob[np.arange(50), y.astype(int)]))
+    assert abs(multiclass_log_loss(y, raw) - expected) < 1e-12
+    assert abs(multiclass_log_loss(y, raw + 1000.0) - expected) < 1e-9  # no overflow
+    assert metric_name("multiclass") == "log_loss" and lift_of("multiclass", 0.9, 0.8) > 0
+
+
+def test_a_target_with_three_classes_is_encoded_as_multiclass_and_two_stay_binary() -> None:
+    df, _ = _segments(200, seed=1)
+    base = prepare_base(df, "segment", "classification")
+    assert base.task == "multiclass" and base.classes == ("high", "low", "mid") and base.positive_class is None
+    assert set(np.unique(base.y)) == {0.0, 1.0, 2.0}
+    assert (CLASSES[base.y.astype(int)] == df["segment"].to_numpy()).all()
+    binary = prepare_base(df.with_columns(pl.col("segment") == "low"), "segment", "classification")
+    assert binary.task == "classification" and binary.classes == () and binary.positive_class == "true"
+    one_vs_rest = prepare_base(df, "segment", "classification", positive_class="low")
+    assert one_vs_rest.task == "classification" and set(np.unique(one_vs_rest.y)) == {0.0, 1.0}
+
+
+def test_a_fit_scores_every_class_and_screening_ranks_a_column_the_baseline_lacks_first() -> None:
+    df, _ = _segments(900, seed=2)
+    base = prepare_base(df.drop("c"), "segment", "classification")  # c, which shapes the classes, is held back
+    plan = plan_folds(base.y, base.task, seed=2)
+    train, valid = plan.splits[0]
+    fit = fit_and_score(FitJob(base.x, base.y, train, valid, ()), "multiclass", seed=2)
+    assert fit.raw_valid.shape == (valid.shape[0], 3) and 0 < fit.score < np.log(3)
+    rng = np.random.default_rng(2)
+    cands = {"c": df["c"].to_numpy(), **{f"noise{i}": rng.normal(size=df.height) for i in range(4)}}
+    oof = np.zeros((df.height, 3))
+    for s in plan.split_indices("screen"):
+        tr, va = plan.splits[s]
+        oof[va] = fit_and_score(FitJob(base.x, base.y, tr, va, ()), "multiclass", seed=2).raw_valid
+    per_fit = {c: np.broadcast_to(v[:, None], (df.height, plan.n_fits)) for c, v in cands.items()}
+    gains = screen_candidates(plan, "multiclass", base.y, oof, list(cands), per_fit)
+    assert gains[0] > 0.03 and gains[0] > 5 * max(gains[1:]), gains
+
+
+def test_a_planted_ratio_is_selected_its_claim_holds_on_fresh_rows_and_noise_is_not() -> None:
+    df, ratio = _segments(900, seed=3)
+    rng = np.random.default_rng(3)
+    noise = {f"noise{i}": rng.normal(size=df.height) for i in range(5)}
+    report = _run(df, {"a/b": ratio, **noise}, seed=3)
+    assert report.metric == "log_loss" and report.final_score < report.baseline_score
+    claim = report.result("a/b")
+    assert claim.selected and claim.tested_by == "final", claim.reason
+    assert claim.reason.startswith("selected: log loss ") and " lower " in claim.reason
+    assert report.newly_selected == ("a/b",)
+    assert claim.lift is not None and claim.ci_low is not None and claim.ci_high is not None
+    # as a user would: train on the job's rows (early stopping on an inner split), score fresh rows
+    fresh, fresh_ratio = _segments(20_000, seed=4)
+    x, fx = df.select("a", "b", "c").to_numpy(), fresh.select("a", "b", "c").to_numpy()
+    y, fy = (np.searchsorted(CLASSES, t["segment"].to_numpy()).astype(np.float64) for t in (df, fresh))
+    lifts = [
+        _protocol_log_loss(x, y, fx, fy, s)
+        - _protocol_log_loss(np.column_stack([x, ratio]), y, np.column_stack([fx, fresh_ratio]), fy, s)
+        for s in range(3)
+    ]
+    realized = float(np.mean(lifts))
+    assert claim.ci_low <= realized <= claim.ci_high, (realized, claim.reason)
+
+
+def test_a_permuted_multiclass_target_selects_nothing() -> None:
+    df, ratio = _segments(600, seed=5)
+    permuted = df.with_columns(pl.Series("segment", np.random.default_rng(5).permutation(df["segment"].to_numpy())))
+    rng = np.random.default_rng(6)
+    report = _run(
+        permuted, {"a/b": ratio, "a*b": df["a"].to_numpy() * df["b"].to_numpy(), "n": rng.normal(size=600)}, 5
+    )
+    assert report.newly_selected == () and report.verdict.startswith("no feature helps"), report.verdict
+
+
+def _protocol_log_loss(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
+) -> float:
+    from processors.engine.lgbm import import_lightgbm
+    from processors.engine.scoring import PROTOCOL_EARLY_STOPPING, PROTOCOL_ROUNDS, protocol_params
+
+    lgb = import_lightgbm()
+    order = np.random.default_rng(seed).permutation(train_x.shape[0])
+    stop, fit = order[: len(order) // 5], order[len(order) // 5 :]
+    data = lgb.Dataset(train_x[fit], train_y[fit])
+    model = lgb.train(
+        protocol_params("multiclass", seed, n_classes=3),
+        data,
+        PROTOCOL_ROUNDS,
+        valid_sets=[lgb.Dataset(train_x[stop], train_y[stop], reference=data)],
+        callbacks=[lgb.early_stopping(PROTOCOL_EARLY_STOPPING, verbose=False)],
+    )
+    raw = model.predict(test_x, num_iteration=model.best_iteration, raw_score=True)
+    return multiclass_log_loss(test_y, np.asarray(raw))
