@@ -133,6 +133,9 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
         "job_id": job_id,
         "status": job.status,
         "task": job.schema.task if job.schema else job.request.task,
+        # a binary target's AUC is for this class; a multiclass target's labels, in the model's order
+        "positive_class": job.schema.positive_class if job.schema else None,
+        "classes": classes_of(job),
         "metric": completed.event.metric if completed else None,
         "baseline_score": completed.event.baseline_score if completed else None,
         "final_score": completed.event.final_score if completed else None,
@@ -158,3 +161,11 @@ def export_job(store: EventStore, job_id: str, out_dir: Path, *, wall_seconds: f
     else:  # an earlier job's rows in the same folder would be taken for this job's
         (out_dir / REFERENCE_FILE).unlink(missing_ok=True)
     return result
+
+
+def classes_of(job: Job) -> list[str]:
+    """The target's classes as the schema step profiled them: empty for regression and binary targets."""
+    if job.schema is None:
+        return []
+    classes = json.loads(job.schema.profile_json).get("classes", [])
+    return [str(c) for c in classes] if len(classes) > 2 else []

@@ -26,7 +26,7 @@ from typing import Any
 from domain.activity import AgentTraced
 from domain.feature import Feature, FeatureEvaluated
 from domain.job import Job, JobCompleted
-from processors.export import counts
+from processors.export import classes_of, counts
 from processors.sources import public_location
 
 CONFIRMED_STAGES = ("confirm", "select")
@@ -210,13 +210,6 @@ def model_settings(task: str, seed: int, learning_rate: float, n_classes: int = 
     return settings
 
 
-def n_classes_of(job: Job) -> int:
-    """The target's classes as the schema step profiled them (2 for binary targets and regression)."""
-    if job.schema is None:
-        return 2
-    return max(2, len(json.loads(job.schema.profile_json).get("classes", ())))
-
-
 def code_file(feature: Feature) -> str:
     """The artifact name of the feature's code: its name, made safe for a file name."""
     stem = _SAFE.sub("_", feature.proposal.name).strip("._")[:100] or "feature"
@@ -259,7 +252,7 @@ def _feature_run(
                 "proposer": feature.proposal.proposer,
                 "round": evaluation.round,
                 "metric": evaluation.metric,
-                **model_settings(task, job.request.seed, learning_rate, n_classes_of(job)),
+                **model_settings(task, job.request.seed, learning_rate, max(2, len(classes_of(job)))),
             }
         ),
         metrics=_metrics(

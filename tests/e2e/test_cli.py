@@ -154,6 +154,7 @@ def test_a_target_with_three_classes_runs_as_multiclass_and_its_features_apply(t
     result = json.loads((out / "result.json").read_text())
     features = json.loads((out / "features.json").read_text())
     assert (result["status"], result["task"], result["metric"]) == ("completed", "classification", "log_loss")
+    assert result["classes"] == ["high", "low", "mid"] and result["positive_class"] is None
     assert result["final_score"] < result["baseline_score"] < np.log(3)  # lower is better
     assert any({"a", "b"} <= set(f["source_columns"]) for f in features), features
     assert all(f["lift"] > 0 and "log loss" in f["selection_reason"] for f in features)
@@ -192,6 +193,7 @@ def test_run_apply_and_replay(tmp_path: Path) -> None:
     result = json.loads((out / "result.json").read_text())
     features = json.loads((out / "features.json").read_text())
     assert result["status"] == "completed" and result["task"] == "classification"
+    assert result["positive_class"] == "yes" and result["classes"] == []
     assert result["counts"]["selected"] == len(features) >= 1
     best = features[0]
     planted = ({"Debt", "Income"}, {"Balance", "Tenure"})

@@ -82,3 +82,27 @@ def test_render_only_keeps_the_command_and_sources_of_the_run_that_made_the_reco
     assert "--render-only" not in text.split("## Protocol")[0]
     # a render-only call does not overwrite what the last real run recorded
     assert json.loads((tmp_path / "last_run.json").read_text())["command"] == "make bench (the real run)"
+
+
+def test_the_multiclass_check_reports_quality_per_table_and_every_claim(tmp_path: Path) -> None:
+    claim = {
+        "feature": "ratio_a_b", "claimed": 0.02, "ci_low": 0.01, "ci_high": 0.03, "p_claimed": 0.001,
+        "realized": 0.035, "realized_se": 0.004, "inside_ci": False, "share_helps": 0.95, "realized_pct_of_raw": 0.04,
+    }  # fmt: skip
+    rows = [
+        {"dataset": "t", "seed": 0, "status": "ok", "wall_s": 10.0, "raw_log_loss": 0.8, "afep_log_loss": 0.76,
+         "rel_err_red": 0.05, "features": ["ratio_a_b"], "claims": [claim]},
+        {"dataset": "t", "seed": 1, "status": "ok", "wall_s": 12.0, "raw_log_loss": 0.8, "afep_log_loss": 0.8,
+         "rel_err_red": 0.0, "features": [], "claims": []},
+        {"dataset": "t", "seed": 2, "status": "failed", "info": {}, "log_tail": ""},
+    ]  # fmt: skip
+    result = {
+        "created_at": "now", "machine": {"cpu": "cpu"}, "seeds": [0, 1, 2], "splits": 20,
+        "tables": {"t": "a table"}, "rows": rows,
+    }  # fmt: skip
+    (tmp_path / "multiclass.json").write_text(json.dumps(result))
+    text = "\n".join(side_results(tmp_path))
+    assert "| t | 0.8000 | 0.7800 | +2.50% | 1 / 0 | 1 in 2 jobs | 11.0 |" in text
+    assert "Failed: t seed 2." in text
+    assert "Claims: 0 of 1 selected features realized inside their claimed 95% CI" in text
+    assert "| t | 0 | `ratio_a_b` | +0.0200 (+0.0100..+0.0300) | +0.0350 ± 0.0040 | no | 95% |" in text
