@@ -85,7 +85,13 @@ def run(
     ],
     target: Annotated[str, typer.Option(help="column to predict")],
     task: Annotated[str, typer.Option(help="auto | classification | regression")] = "auto",
-    budget: Annotated[float, typer.Option(help="time budget in seconds")] = 60.0,
+    budget: Annotated[
+        float,
+        typer.Option(
+            help="time budget in seconds for the search; a final confirmation under way (at most 3 finalists, "
+            "the model a user trains) runs to its end, and the job says by how much it overran"
+        ),
+    ] = 60.0,
     seed: Annotated[int, typer.Option()] = 0,
     out: Annotated[Path, typer.Option(help="where features.json and result.json go")] = Path("out"),
     table: Annotated[str | None, typer.Option(help="table name for database URIs")] = None,

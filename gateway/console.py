@@ -21,8 +21,9 @@ STAGE_SPAN = {
     "codegen": (15, 20),
     "execution": (20, 55),
     "screen": (55, 75),
-    "confirm": (75, 90),
-    "select": (90, 99),
+    "confirm": (75, 88),
+    "shortlist": (88, 91),
+    "select": (91, 99),
 }
 
 

@@ -172,7 +172,8 @@ def react(envelope: Envelope, store: EventStore, bench: Workbench) -> list[Any]:
             "decision",
             f"round {done.round}: {report.metric} {report.baseline_score:.4f} -> {report.final_score:.4f}, "
             f"{len(report.newly_selected)} selected ({report.n_screened} screened, {report.n_confirmed} shortlisted, "
-            f"{len(report.finalists)} finalist(s), in {report.seconds:.1f} s): {report.verdict}",
+            f"{len(report.finalists)} finalist(s), in {report.seconds:.1f} s): {report.verdict}"
+            + "".join(f"; {note}" for note in report.notes),
             {"notes": list(report.notes), "finalists": list(report.finalists), "verdict": report.verdict},
         )
     )

@@ -348,7 +348,7 @@ def _evaluate(
         full_values = {c: pool[c][:, full] for c in eligible}
         sel = greedy_select(
             trials, baseline, eligible, tests, full_values,
-            alpha=SELECT_P, max_new=min(max_new, FINALISTS), valid_fraction=_valid_fraction(plan),
+            alpha=SELECT_P, max_new=min(max_new, FINALISTS), valid_fraction=_valid_fraction(plan), progress=progress,
         )  # fmt: skip
     elif eligible:
         notes.append("deadline reached before the shortlist: nothing selected this round")
@@ -367,7 +367,12 @@ def _evaluate(
     elif finalists:
         if _complete(trials, finalists, complete):  # already complete: the shortlist fitted them
             raise RuntimeError("a finalist could not be computed on the final splits")
-        final_tests = _final_confirm(trials, baseline, finalists)
+        final_tests = _final_confirm(trials, baseline, finalists, progress)
+        if (over := -trials.time_left()) > 1:
+            notes.append(
+                f"the final confirmation ended {over:.0f} s after the evaluation's deadline: once begun it runs "
+                "to its end, since its test decides"
+            )
         adjusted = holm([final_tests[c].p_greater for c in finalists])
         for c, adj in zip(finalists, adjusted, strict=True):
             o = outcomes[c]
@@ -431,7 +436,9 @@ def _evaluate(
     )
 
 
-def _final_confirm(trials: Trials, baseline: FeatureSet, finalists: Sequence[str]) -> dict[str, PairedTest]:
+def _final_confirm(
+    trials: Trials, baseline: FeatureSet, finalists: Sequence[str], progress: Progress | None = None
+) -> dict[str, PairedTest]:
     """Each finalist against `baseline` on the final splits, with the model a user trains.
 
     The per-fold lifts of repeated K-fold cross-validation are correlated (training parts
@@ -444,16 +451,40 @@ def _final_confirm(trials: Trials, baseline: FeatureSet, finalists: Sequence[str
     """
     final = trials.plan.split_indices("final")
     first, rest = final[:FINAL_FUTILITY_SPLITS], final[FINAL_FUTILITY_SPLITS:]
-    trials.run([(baseline, s) for s in first] + [((*baseline, c), s) for c in finalists for s in first])
+    # the most fits this can take: progress counts against it, and ends at it
+    total = len(final) * (1 + len(finalists))
+    done = _run_in_steps(
+        trials,
+        [(baseline, s) for s in first] + [((*baseline, c), s) for c in finalists for s in first],
+        progress,
+        0,
+        total,
+    )
     alive = [c for c in finalists if trials.diffs((*baseline, c), baseline, first).mean() > 0]
     if alive and rest:
-        trials.run([(baseline, s) for s in rest] + [((*baseline, c), s) for c in alive for s in rest])
+        keys = [(baseline, s) for s in rest] + [((*baseline, c), s) for c in alive for s in rest]
+        done = _run_in_steps(trials, keys, progress, done, total)
+    if progress and done < total:  # finalists stopped for futility: their other fits are not needed
+        progress("select", total, total)
     return {
         c: corrected_paired_test(
             trials.diffs((*baseline, c), baseline, final if c in alive else first), trials.plan.final_fraction
         )
         for c in finalists
     }
+
+
+def _run_in_steps(
+    trials: Trials, keys: Sequence[tuple[FeatureSet, int]], progress: Progress | None, done: int, total: int
+) -> int:
+    """`trials.run(keys)` a few fits per worker at a time, reporting each step as stage "select"."""
+    step = 4 * trials.parallel if progress else max(1, len(keys))
+    for start in range(0, len(keys), step):
+        trials.run(keys[start : start + step])
+        done += len(keys[start : start + step])
+        if progress:
+            progress("select", done, total)
+    return done
 
 
 def _final_design(plan: FoldPlan) -> str:

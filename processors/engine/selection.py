@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from processors.engine.statistics import PairedTest, corrected_paired_test
-from processors.engine.trials import FeatureSet, Trials
+from processors.engine.trials import FeatureSet, Progress, Trials
 
 REDUNDANT_CORR = 0.98
 # Next to the finalists before it a candidate must still add a positive lift; the
@@ -60,14 +60,21 @@ def greedy_select(
     alpha: float,
     max_new: int,
     valid_fraction: float,
+    progress: Progress | None = None,
 ) -> Selection:
-    """Add candidates in order while each still helps next to those already added."""
+    """Add candidates in order while each still helps next to those already added.
+
+    `progress("shortlist", i, n)` after each of the n candidates (each after the first
+    finalist costs a model per confirm split).
+    """
     confirm = trials.plan.split_indices("confirm")
     sel = Selection()
     current = baseline
     names: list[str] = []
     cols: list[np.ndarray] = []
-    for cid in ordered:
+    for i, cid in enumerate(ordered, start=1):
+        if progress and i > 1:
+            progress("shortlist", i - 1, len(ordered))
         if len(sel.chosen) >= max_new:
             sel.notes[cid] = f"not a finalist: the cap of {max_new} finalists was reached"
             continue
@@ -92,4 +99,6 @@ def greedy_select(
             cols.append(standardised(full_values[cid])[:, 0])
         else:
             sel.notes[cid] = f"adds only {test.mean:+.4g} next to {len(sel.chosen)} finalist(s) (p={test.p_value:.3f})"
+    if progress and ordered:
+        progress("shortlist", len(ordered), len(ordered))
     return sel

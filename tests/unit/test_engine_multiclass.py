@@ -7,6 +7,9 @@ claim holds on fresh rows; pure noise and a permuted target give "no feature hel
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import numpy as np
 import polars as pl
 
@@ -28,10 +31,13 @@ def _segments(n: int, seed: int) -> tuple[pl.DataFrame, np.ndarray]:
     return pl.DataFrame({"a": a, "b": b, "c": c, "segment": label}), a / b
 
 
-def _run(df: pl.DataFrame, cands: dict[str, np.ndarray], seed: int) -> RoundReport:
+def _run(
+    df: pl.DataFrame, cands: dict[str, np.ndarray], seed: int, progress: list[tuple[str, int, int]] | None = None
+) -> RoundReport:
     base = prepare_base(df, "segment", "classification")
     plan = plan_folds(base.y, base.task, seed=seed)
-    return evaluate_round(base, plan, cands, {}, task=base.task, seed=seed)
+    report = None if progress is None else lambda stage, done, total: progress.append((stage, done, total))
+    return evaluate_round(base, plan, cands, {}, task=base.task, seed=seed, progress=report)
 
 
 def test_log_loss_is_the_mean_negative_log_likelihood_and_lower_is_better() -> None:
@@ -79,8 +85,15 @@ def test_a_planted_ratio_is_selected_its_claim_holds_on_fresh_rows_and_noise_is_
     df, ratio = _segments(900, seed=3)
     rng = np.random.default_rng(3)
     noise = {f"noise{i}": rng.normal(size=df.height) for i in range(5)}
-    report = _run(df, {"a/b": ratio, **noise}, seed=3)
+    progress: list[tuple[str, int, int]] = []
+    report = _run(df, {"a/b": ratio, **noise}, seed=3, progress=progress)
     assert report.metric == "log_loss" and report.final_score < report.baseline_score
+    # the slow stages report as they go: the shortlist per candidate, the final confirmation per few fits
+    stages = [stage for stage, _, _ in progress]
+    assert stages.index("screen") < stages.index("confirm") < stages.index("shortlist") < stages.index("select")
+    final = [(done, total) for stage, done, total in progress if stage == "select"]
+    assert len(final) > 1 and final[-1] == (final[-1][1], final[-1][1]) and len(set(final)) == len(final)
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(final))
     claim = report.result("a/b")
     assert claim.selected and claim.tested_by == "final", claim.reason
     assert claim.reason.startswith("selected: log loss ") and " lower " in claim.reason
@@ -128,3 +141,18 @@ def _protocol_log_loss(
     )
     raw = model.predict(test_x, num_iteration=model.best_iteration, raw_score=True)
     return multiclass_log_loss(test_y, np.asarray(raw))
+
+
+def test_a_final_confirmation_that_runs_past_the_deadline_finishes_and_says_by_how_much(monkeypatch) -> None:
+    from processors.engine.trials import Trials
+
+    df, ratio = _segments(600, seed=8)
+    base = prepare_base(df, "segment", "classification")
+    plan = plan_folds(base.y, base.task, seed=8)
+    # the deadline has passed, but every stage before the final confirmation is let through
+    monkeypatch.setattr(Trials, "out_of_time", lambda self: False)
+    report = evaluate_round(base, plan, {"a/b": ratio}, {}, task=base.task, seed=8, deadline=time.monotonic() - 30)
+    assert report.finalists == ("a/b",) and report.result("a/b").tested_by == "final"
+    late = [n for n in report.notes if n.startswith("the final confirmation ended ")]
+    assert late and "s after the evaluation's deadline" in late[0], report.notes
+    assert int(late[0].split()[4]) >= 30
