@@ -142,11 +142,13 @@ def serve_online(
     for row in read.values:
         table.add_row(str(row["entity"]), "—" if row["value"] is None else repr(row["value"]))
     console.print(table)
-    if missing := [str(row["entity"]) for row in read.values if row["value"] is None]:
+    if missing := [str(row["entity"]) for row in read.values if row["value"] is None and not row.get("expired")]:
         console.print(
             f"— no online value for {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}: "
             "a key that is not in the job's table, or a row where the feature is null"
         )
+    if note := read.expired_note():
+        console.print(note)
 
 
 # ---------------------------------------------------------------------------------------------

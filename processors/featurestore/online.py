@@ -1,4 +1,8 @@
-"""Online reads of one feature for some entity keys (`afep features serve-online`, the API)."""
+"""Online reads of one feature for some entity keys (`afep features serve-online`, the API).
+
+A value older than its view's TTL is not served: it reads as missing, marked expired with its
+age. Feast leaves the TTL to the online store, and neither SQLite nor Redis applies it, so this
+reader does (for both stores: every read goes through Repository.online)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from commands.store import EventStore
@@ -15,6 +20,8 @@ from processors.featurestore.catalog import owned_job
 from processors.featurestore.config import FeatureStoreConfig
 from processors.featurestore.naming import field_name
 from processors.featurestore.repository import Repository
+from processors.featurestore.values import TIMESTAMP
+from projections.registrations import ttl_text
 
 MAX_KEYS = 100
 
@@ -38,7 +45,10 @@ class OnlineRead:
     version: int
     entity: str
     field: str
-    values: list[dict[str, Any]]  # [{"entity": key, "value": float | None}] in the order asked
+    ttl_seconds: int  # the view's; 0: its values never expire
+    # [{"entity": key, "value": float | None}] in the order asked; a value past the TTL is None
+    # and its entry also says {"expired": True, "age_seconds": n}
+    values: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,8 +57,21 @@ class OnlineRead:
             "version": self.version,
             "entity": self.entity,
             "feature": self.field,
+            "ttl_seconds": self.ttl_seconds,
             "values": [{**v, "value": _json_number(v["value"])} for v in self.values],
         }
+
+    def expired_note(self) -> str | None:
+        """One line on the keys whose value expired, and what to do; None when none did."""
+        expired = [v for v in self.values if v.get("expired")]
+        if not expired:
+            return None
+        keys = ", ".join(str(v["entity"]) for v in expired[:10]) + (" …" if len(expired) > 10 else "")
+        age = age_text(max(v["age_seconds"] for v in expired))
+        return (
+            f"— value expired for {keys}: materialized {age} ago, past view {self.feature_view}'s TTL of "
+            f"{ttl_text(self.ttl_seconds)}; `afep features sync {self.feature_id}` materializes it again"
+        )
 
 
 def served(feature: Feature) -> None:
@@ -73,8 +96,11 @@ def served(feature: Feature) -> None:
         raise NotServed(f"view {reg.feature_view} v{reg.version} is registered but not served: {mat.detail}")
 
 
-def read_online(store: EventStore, config: FeatureStoreConfig, feature_id: str, keys: Sequence[str]) -> OnlineRead:
-    """The feature's online values for `keys` (as typed at the command line or in a query string)."""
+def read_online(
+    store: EventStore, config: FeatureStoreConfig, feature_id: str, keys: Sequence[str], *, now: datetime | None = None
+) -> OnlineRead:
+    """The feature's online values for `keys` (as typed at the command line or in a query string),
+    those older than the view's TTL at `now` (default: the current time) left out as expired."""
     if not keys:
         raise BadKey("give at least one entity key")
     if len(keys) > MAX_KEYS:
@@ -100,8 +126,39 @@ def read_online(store: EventStore, config: FeatureStoreConfig, feature_id: str, 
     except Exception as error:  # noqa: BLE001 - whatever Feast or its store raise, the caller gets one line
         text = " ".join(f"{type(error).__name__}: {error}".split()).replace(str(repo.path), "<feature repo>")
         raise StoreUnavailable(f"the online store did not answer for view {spec.view}: {text[:500]}") from None
-    values = [{"entity": k, "value": _number(v)} for k, v in zip(typed, result[field], strict=True)]
-    return OnlineRead(feature_id, spec.view, spec.version, spec.entity.name, field, values)
+    at = now or datetime.now(UTC)
+    values = [
+        _entry(k, v, expired_age(stamp, spec.ttl_seconds, at))
+        for k, v, stamp in zip(typed, result[field], result[TIMESTAMP], strict=True)
+    ]
+    return OnlineRead(feature_id, spec.view, spec.version, spec.entity.name, field, spec.ttl_seconds, values)
+
+
+def expired_age(stamp: datetime | None, ttl_seconds: int, now: datetime) -> int | None:
+    """The age in seconds of a value stamped `stamp` when it is past the TTL (as Feast's offline reads
+    rule: older than the TTL); None while it is served, when there is no value, or for a TTL of 0."""
+    if stamp is None or ttl_seconds <= 0:
+        return None
+    age = int((now - stamp).total_seconds())
+    return age if age > ttl_seconds else None
+
+
+def age_text(seconds: int) -> str:
+    """8d 3h, 5h 2m, 42m, 30s: an age to read, not to compute with."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def _entry(key: int | str, value: Any, expired_after: int | None) -> dict[str, Any]:
+    if expired_after is None:
+        return {"entity": key, "value": _number(value)}
+    return {"entity": key, "value": None, "expired": True, "age_seconds": expired_after}
 
 
 def _typed(key: str, entity: str, dtype: str) -> int | str:

@@ -18,7 +18,7 @@ import fcntl
 import io
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,11 +199,20 @@ class Repository:
             )
 
     def online(self, view: str, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+        """Each field's values for `rows`, in order, and under TIMESTAMP each row's event time (None:
+        the store holds no row for the key). Feast leaves the view's TTL to the online store and
+        neither SQLite nor Redis applies it: the readers do (online.expired_age)."""
+        from feast.online_response import TIMESTAMP_POSTFIX
+
         with quiet():
             response = self.feature_store().get_online_features(
                 features=[f"{view}:{f}" for f in fields], entity_rows=list(rows)
             )
-            return dict(response.to_dict())
+            found = dict(response.to_dict(include_event_timestamps=True))
+        stamps = {name: found.pop(name + TIMESTAMP_POSTFIX, None) for name in [*fields, *(rows[0] if rows else ())]}
+        seconds = stamps[fields[0]] or []  # a view's fields of one key share its row's time
+        found[TIMESTAMP] = [datetime.fromtimestamp(s, UTC) if s else None for s in seconds]
+        return found
 
 
 def _write(path: Path, text: str) -> None:

@@ -27,9 +27,17 @@ from processors.featurestore.catalog import Listed, OwnedJob, owned_job, view_fe
 from processors.featurestore.config import FeatureStoreConfig
 from processors.featurestore.definitions import FieldSpec, ViewSpec
 from processors.featurestore.naming import field_name
+from processors.featurestore.online import expired_age
 from processors.featurestore.plan import Candidate, Plan, Registration, plan_view, without
 from processors.featurestore.repository import Repository
-from processors.featurestore.values import ValuesProblem, candidate_values, key_column, snapshot, view_frame
+from processors.featurestore.values import (
+    TIMESTAMP,
+    ValuesProblem,
+    candidate_values,
+    key_column,
+    snapshot,
+    view_frame,
+)
 from processors.workbench import Workbench
 
 AGENT = "feature_store"
@@ -230,7 +238,8 @@ def _restore(ctx: Sync, plan: Plan) -> list[Any]:
     """Nothing changed in the log; rebuild the Feast side if it lacks this version (a wiped or new data dir).
 
     An explicit sync also reads one key back from the online store: a registry in line with the
-    log says nothing about online values that were lost (a deleted or emptied online store)."""
+    log says nothing about online values that were lost (a deleted or emptied online store) or
+    that expired (older than the view's TTL: materialized again, they are served again)."""
     try:
         in_line = ctx.repo.applied(plan.view) == (plan.version, plan.definition_hash)
         if in_line and not ctx.requested:
@@ -253,7 +262,8 @@ def _restore(ctx: Sync, plan: Plan) -> list[Any]:
 
 
 def _online_holds(ctx: Sync, plan: Plan, frame: Any, entity: str) -> bool:
-    """The online store answers the view's first key with the values the log computes (a sample)."""
+    """The online store answers the view's first key with the values the log computes (a sample),
+    not yet expired."""
     if frame.height == 0:
         return True
     row = frame.row(0, named=True)
@@ -261,6 +271,8 @@ def _online_holds(ctx: Sync, plan: Plan, frame: Any, entity: str) -> bool:
     try:
         served = ctx.repo.online(plan.view, names, [{entity: row[entity]}])
     except Exception:  # noqa: BLE001 - a missing table or store: not in line, rebuild it
+        return False
+    if expired_age(served[TIMESTAMP][0], ctx.config.ttl_seconds, ctx.bench.clock()) is not None:
         return False
     return all((served.get(n) or [None])[0] is not None for n in names if row.get(n) is not None)
 

@@ -13,7 +13,6 @@ import numpy as np
 import polars as pl
 
 from domain.feature import Feature
-from processors.agents.dataset import snapshot_path
 from processors.apply import compute_feature
 from processors.export import feature_record
 from processors.featurestore.catalog import OwnedJob
@@ -29,6 +28,9 @@ class ValuesProblem(Exception):
 
 
 def snapshot(bench: Workbench, owner: OwnedJob) -> pl.DataFrame:
+    # imported here: processors.agents imports the schema agent, which imports this module (checked_key)
+    from processors.agents.dataset import snapshot_path
+
     schema = owner.job.schema
     if schema is None:
         raise ValuesProblem(f"job {owner.job.job_id} never analysed its table; it has no dataset to serve from")
@@ -141,7 +143,7 @@ def feature_values(
 
 def view_frame(key: KeyColumn, parts: Sequence[pl.DataFrame], at: datetime) -> pl.DataFrame:
     """The members' values side by side, one row per key, all stamped `at` (the materialization time:
-    Feast serves a value until its timestamp is older than the view's TTL)."""
+    a value is served until it is older than the view's TTL, online.expired_age)."""
     frame: pl.DataFrame | None = None
     for part in parts:
         frame = part if frame is None else frame.join(part, on=key.name, how="full", coalesce=True)
