@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+# The actor of what a person does at the command line: `user:<login>`. API callers act as
+# `key:<key id>` or their token's subject, agents as `agent:<name>`.
+LOCAL_USER = "user:"
+
 
 @dataclass(frozen=True)
 class Context:

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from commands.unit_of_work import execute, load_job
-from domain.envelope import Context
+from domain.envelope import LOCAL_USER, Context
 from domain.errors import DomainError
 from domain.job import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_ROUNDS, MAX_LLM_TOKENS, MAX_LLM_USD, RequestJob, RetryJob
 from domain.validation import MAX_BUDGET_SECONDS
@@ -641,7 +641,7 @@ def _job_or_exit(store: Any, job_id: str) -> Any:
 
 
 def _actor() -> str:
-    return f"user:{os.environ.get('USER', 'local')}"
+    return f"{LOCAL_USER}{os.environ.get('USER', 'local')}"
 
 
 def main() -> None:

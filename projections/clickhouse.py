@@ -9,6 +9,11 @@ one row per position before merges. Each batch is also inserted with an
 `insert_deduplication_token` of its position range, so a retried batch is dropped
 by the engine itself. The checkpoint lives in ClickHouse too and only moves after
 the insert succeeded; the projector resumes from it.
+
+The same projection derives the audit rows of what people did at the command line
+(`projections/audit.py`; the gateway audits API requests itself). Such a row's id is its
+event's id: a replayed event finds its row and writes nothing, and `search` keeps one row
+per id for two writers racing on the same batch.
 """
 
 from __future__ import annotations
@@ -16,18 +21,20 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from commands.store import EventStore
 from domain import job
 from domain.envelope import Envelope
+from projections.audit import user_action
 from schemas.codec import event_to_dict
 
 log = logging.getLogger("afep.projections")
+T = TypeVar("T")
 
 EVENTS_DDL = """CREATE TABLE IF NOT EXISTS events (
     event_id String, position UInt64, tenant_id LowCardinality(String), project_id String, job_id String,
@@ -146,6 +153,7 @@ class ClickHouseEventsProjection:
         self.ch = clickhouse
         self.store = store
         self.batch_size = batch_size
+        self.audit = ClickHouseAuditLog(clickhouse)
         self._owners: dict[str, tuple[str, str]] | None = None
 
     def position(self) -> int:
@@ -192,11 +200,35 @@ class ClickHouseEventsProjection:
             _utc(envelope.occurred_at),
         ]
 
+    def _audit_entry(self, envelope: Envelope) -> tuple[uuid.UUID, AuditRecord] | None:
+        """The audit row of a person's action at the command line, keyed by its event's id."""
+        done = user_action(envelope)
+        if done is None:
+            return None
+        entry = AuditRecord(
+            actor=envelope.actor,
+            tenant_id=self._owner(envelope)[0],
+            role="",  # a local user holds no API role
+            action=done.action,
+            resource_type=done.resource_type,
+            resource_id=done.resource_id,
+            previous_state="",
+            new_state=done.new_state,
+            source_ip="",
+            user_agent="",
+            status_code=0,  # no HTTP request
+            time=envelope.occurred_at,
+        )
+        return uuid.UUID(envelope.event_id), entry
+
     def _row_or_skip(self, envelope: Envelope) -> list[Any] | None:
-        """The row for `envelope`, or None (logged as an alert) when a stored event cannot be copied:
-        one poison event must not stop the copy of the log for every tenant."""
+        return self._or_skip(self._row, envelope)
+
+    def _or_skip(self, build: Callable[[Envelope], T | None], envelope: Envelope) -> T | None:
+        """What `build` makes of `envelope`, or None (logged as an alert) when a stored event cannot be
+        copied: one poison event must not stop the copy of the log for every tenant."""
         try:
-            return self._row(envelope)
+            return build(envelope)
         except Exception as error:  # noqa: BLE001 - whatever fails on one event, the copy goes on
             log.error(
                 "ALERT projection %s skipped event %s at log position %d: %s: %s",
@@ -218,6 +250,8 @@ class ClickHouseEventsProjection:
             rows: list[Sequence[Any]] = [row for row in map(self._row_or_skip, batch) if row is not None]
             if rows:
                 self.ch.insert("events", rows, EVENT_COLUMNS, token=token)
+            if audited := [entry for entry in (self._or_skip(self._audit_entry, e) for e in batch) if entry]:
+                self.audit.record_once(dict(audited))
             position = batch[-1].position
             self.ch.insert("projection_checkpoints", [[self.name, position]], ("name", "position"))
 
@@ -268,28 +302,25 @@ class ClickHouseAuditLog:
 
     def record(self, entry: AuditRecord) -> str:
         audit_id = uuid.uuid4()
-        self.ch.insert(
-            "audit",
-            [
-                [
-                    audit_id,
-                    _utc(entry.time),
-                    entry.actor,
-                    entry.tenant_id,
-                    entry.role,
-                    entry.action,
-                    entry.resource_type,
-                    entry.resource_id,
-                    entry.previous_state,
-                    entry.new_state,
-                    entry.source_ip,
-                    entry.user_agent,
-                    entry.status_code,
-                ]
-            ],
-            AUDIT_COLUMNS,
-        )
+        self.ch.insert("audit", [_audit_row(audit_id, entry)], AUDIT_COLUMNS)
         return str(audit_id)
+
+    def record_once(self, entries: Mapping[uuid.UUID, AuditRecord]) -> int:
+        """Insert each entry under its id unless a row with that id is there already (a replayed event's).
+        Returns how many were inserted."""
+        times = [_bound(entry.time) for entry in entries.values()]
+        present = self.ch.rows(
+            "SELECT DISTINCT toString(id) AS id FROM audit WHERE time BETWEEN {lo:DateTime64(3, 'UTC')} "
+            "AND {hi:DateTime64(3, 'UTC')} AND toString(id) IN {ids:Array(String)}",
+            {"lo": min(times).replace(microsecond=0), "hi": max(times), "ids": [str(i) for i in entries]},
+        )
+        seen = {row["id"] for row in present}
+        fresh: list[Sequence[Any]] = [
+            _audit_row(audit_id, entry) for audit_id, entry in entries.items() if str(audit_id) not in seen
+        ]
+        if fresh:
+            self.ch.insert("audit", fresh, AUDIT_COLUMNS)
+        return len(fresh)
 
     def search(
         self,
@@ -325,9 +356,28 @@ class ClickHouseAuditLog:
             where.append("(time, toString(id)) < ({bt:DateTime64(3, 'UTC')}, {bid:String})")
             params["bt"], params["bid"] = _bound(before[0]), before[1]  # type: ignore[assignment]
         rows = self.ch.rows(
-            f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY time DESC, toString(id) DESC LIMIT {int(limit)}",
+            f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY time DESC, toString(id) DESC "
+            f"LIMIT 1 BY id LIMIT {int(limit)}",  # one row per id: two projections may race on a derived one
             params,
         )
         for row in rows:
             row["id"] = str(row["id"])
         return rows
+
+
+def _audit_row(audit_id: uuid.UUID, entry: AuditRecord) -> list[Any]:
+    return [
+        audit_id,
+        _utc(entry.time),
+        entry.actor,
+        entry.tenant_id,
+        entry.role,
+        entry.action,
+        entry.resource_type,
+        entry.resource_id,
+        entry.previous_state,
+        entry.new_state,
+        entry.source_ip,
+        entry.user_agent,
+        entry.status_code,
+    ]

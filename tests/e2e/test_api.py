@@ -227,6 +227,57 @@ def test_a_feature_store_sync_is_for_approvers_and_approved_features(api: Api) -
     assert [(r["resource_id"], r["previous_state"], r["new_state"]) for r in audit] == [("f1", "approved", "approved")]
 
 
+def test_command_line_approvals_and_deprecations_are_in_the_audit_trail_once(api: Api) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    admin = api.key("acme", "admin")
+    project(api, admin)
+    job_id = str(new_job(api, admin)["id"])
+    select_feature(api, job_id, "f1", "acme")
+    select_feature(api, job_id, "f2", "acme")
+    env = {**os.environ, "USER": "carol", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def afep(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(api.settings.data_dir)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    # the feature store then says the job has no dataset to serve (its agents never ran): the approval stands
+    approved = afep("features", "approve", "f1", "--comment", "ship")
+    assert "feature f1 'ratio_a_b' approved" in approved.stdout, approved.stdout + approved.stderr
+    deprecated = afep("features", "deprecate", "f1", "--reason", "leaks the target")
+    assert deprecated.returncode == 0, deprecated.stdout + deprecated.stderr
+    assert api.client.post("/api/v1/features/f2/approve", headers=admin).status_code == 200
+    at = {e.event_type: e.occurred_at for e in api.store.read_all(after=0, limit=1000) if e.actor == "user:carol"}
+    approved_at, deprecated_at = (
+        at[t].replace(microsecond=at[t].microsecond // 1000 * 1000) for t in ("FeatureApproved", "FeatureDeprecated")
+    )  # ClickHouse keeps milliseconds
+
+    def trail() -> list[tuple[str, str, str, str, str, int, datetime]]:
+        rows = api.client.get("/api/v1/audit", params={"resource_type": "feature"}, headers=admin).json()["items"]
+        fields = ("actor", "action", "resource_id", "previous_state", "new_state", "status_code")
+        return [(*(r[f] for f in fields), datetime.fromisoformat(r["time"]).replace(tzinfo=UTC)) for r in rows]
+
+    deadline = time.monotonic() + 30  # the server projects the log in the background
+    while not any(row[1] == "feature.deprecate" for row in trail()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (key_actor, *_, api_at), *_ = trail()
+    assert key_actor.startswith("key:") and api_at > deprecated_at > approved_at
+    expected = [
+        (key_actor, "feature.approve", "f2", "selected", "approved", 200, api_at),
+        ("user:carol", "feature.deprecate", "f1", "", "deprecated", 0, deprecated_at),
+        ("user:carol", "feature.approve", "f1", "", "approved", 0, approved_at),
+    ]
+    assert trail() == expected
+    # projected twice (`afep projections rebuild` replays the whole log): still one row each
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    services.events_projection.rebuild()
+    assert trail() == expected
+    assert services.clickhouse.rows("SELECT count() AS n FROM audit WHERE actor = 'user:carol'")[0]["n"] == 2
+
+
 def test_jwt_hs256_and_bad_tokens(api: Api) -> None:
     token = issue_token(api.settings, "alice@acme", "acme", "Admin")
     bearer = {"Authorization": f"Bearer {token}"}

@@ -12,7 +12,14 @@ from commands.recorder_store import SqliteEventStore
 from commands.unit_of_work import Trace, execute
 from domain import job
 from domain.envelope import Context
-from projections.clickhouse import AuditRecord, ClickHouse, ClickHouseAuditLog, ClickHouseEventsProjection, job_events
+from projections.clickhouse import (
+    AUDIT_COLUMNS,
+    AuditRecord,
+    ClickHouse,
+    ClickHouseAuditLog,
+    ClickHouseEventsProjection,
+    job_events,
+)
 
 pytestmark = pytest.mark.clickhouse
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)  # inside the 90-day TTL
@@ -102,3 +109,49 @@ def test_audit_is_append_only_and_searchable(clickhouse: ClickHouse) -> None:
         audit.search("acme", since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=2))[0]["resource_id"] == "f1"
     )
     assert [r["actor"] for r in audit.search("other")] == ["bob"]
+
+
+def test_command_line_actions_are_audited_from_the_log_once(clickhouse: ClickHouse, store: SqliteEventStore) -> None:
+    request(store, "j1")  # an API caller's job (the gateway audits it): nothing derived
+    carol = Context(at=T0 + timedelta(minutes=1), actor="user:carol", tenant_id="acme", correlation_id="j2")
+    execute(store, [(job.RequestJob("j2", "p1", "d.csv", None, "y", "auto", 1.0, 0, 1, 1), carol)])
+    elsewhere = Context(at=T0 + timedelta(minutes=2), actor="user:carol", correlation_id="j2")  # tenant: the job's
+    execute(store, [(job.CancelJob("j2", "wrong table"), elsewhere), (job.RetryJob("j2"), elsewhere)])
+    execute(store, [(job.CancelJob("j1", "no"), Context(at=T0, actor="key:abc", tenant_id="acme"))])
+    projection = ClickHouseEventsProjection(clickhouse, store)
+    audit = ClickHouseAuditLog(clickhouse)
+
+    def trail() -> list[tuple[str, str, str, str, str, datetime]]:
+        return [
+            (
+                r["actor"],
+                r["action"],
+                r["resource_type"],
+                r["resource_id"],
+                r["new_state"],
+                r["time"].replace(tzinfo=UTC),
+            )
+            for r in audit.search("acme")
+        ]
+
+    projection.catch_up()
+    expected = [
+        ("user:carol", "job.retry", "job", "j2", "requested", T0 + timedelta(minutes=2)),
+        ("user:carol", "job.cancel", "job", "j2", "cancelled", T0 + timedelta(minutes=2)),
+        ("user:carol", "job.create", "job", "j2", "requested", T0 + timedelta(minutes=1)),
+    ]
+    assert sorted(trail()) == sorted(expected)
+    assert {r["id"] for r in audit.search("acme")} == {
+        e.event_id for e in store.read_all(after=0, limit=100) if e.actor == "user:carol"
+    }
+    # replayed: a crash before the checkpoint moved, then a rebuild from zero; no second row
+    clickhouse.command("ALTER TABLE projection_checkpoints DELETE WHERE 1 SETTINGS mutations_sync = 1")
+    projection.catch_up()
+    projection.rebuild()
+    assert sorted(trail()) == sorted(expected)
+    assert clickhouse.rows("SELECT count() AS n FROM audit")[0]["n"] == 3
+    # two projectors racing on one batch may both insert a row: readers still see it once
+    raced = clickhouse.rows("SELECT * FROM audit WHERE action = 'job.create'")
+    clickhouse.insert("audit", [[row[c] for c in AUDIT_COLUMNS] for row in raced], AUDIT_COLUMNS)
+    assert clickhouse.rows("SELECT count() AS n FROM audit")[0]["n"] == 4
+    assert sorted(trail()) == sorted(expected)
