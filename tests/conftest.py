@@ -21,6 +21,13 @@ POSTGRES_URL = os.environ.get("AFEP_TEST_POSTGRES_URL", "postgresql://postgres@1
 REPO = Path(__file__).resolve().parents[1]
 
 
+def reachable(port: int) -> bool:
+    """A service listens on 127.0.0.1:`port`."""
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture
 def at() -> datetime:
     return datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -32,7 +32,7 @@ from commands.unit_of_work import execute, load_feature
 from domain.envelope import Context
 from domain.feature import ApproveFeature
 from gateway.settings import Settings
-from tests.conftest import POSTGRES_URL, fresh_postgres_database
+from tests.conftest import POSTGRES_URL, fresh_postgres_database, reachable
 from tests.tables import customers
 
 pytestmark = [pytest.mark.feast, pytest.mark.slow]
@@ -46,12 +46,6 @@ SECRET = "a-feature-store-test-secret-that-is-long-enough"
 def afep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).parent / "afep"), *args]  # the installed command, as users run it
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def reachable(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass

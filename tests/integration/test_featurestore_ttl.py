@@ -8,7 +8,6 @@ do; once for the embedded store (SQLite) and once for the production one (Redis)
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from processors.featurestore.repository import Repository
 from processors.featurestore.values import TIMESTAMP
 from processors.sources import snapshot
 from processors.workbench import Workbench
+from tests.conftest import reachable
 
 pytestmark = [pytest.mark.feast]
 
@@ -42,12 +42,6 @@ FRAME = pl.DataFrame(
     {"cid": [1, 2, 3, 4], "debt": [1.0, 2.0, 3.0, 4.0], "income": [2.0, 2.0, 5.0, 1.0], "y": [0, 1, 0, 1]}
 )
 EXPECTED = {"1": 0.5, "4": 4.0}  # debt / income of those keys; 9 is not a key of the table
-
-
-def reachable(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass

@@ -12,6 +12,7 @@ import polars as pl
 
 from processors.engine import evaluate_round, plan_folds, prepare_base
 from processors.engine.report import RoundReport
+from tests.protocol_model import fit_protocol_model, realized_lift
 
 
 def _ratio_table(n: int, seed: int, task: str) -> pl.DataFrame:
@@ -81,20 +82,7 @@ def _interaction(n: int, rng: np.random.Generator) -> tuple[pl.DataFrame, np.nda
 def _protocol_rmse(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
 ) -> float:
-    from processors.engine.lgbm import import_lightgbm
-    from processors.engine.scoring import PROTOCOL_EARLY_STOPPING, PROTOCOL_ROUNDS, protocol_params
-
-    lgb = import_lightgbm()
-    order = np.random.default_rng(seed).permutation(train_x.shape[0])
-    stop, fit = order[: len(order) // 5], order[len(order) // 5 :]
-    data = lgb.Dataset(train_x[fit], train_y[fit])
-    model = lgb.train(
-        protocol_params("regression", seed),
-        data,
-        PROTOCOL_ROUNDS,
-        valid_sets=[lgb.Dataset(train_x[stop], train_y[stop], reference=data)],
-        callbacks=[lgb.early_stopping(PROTOCOL_EARLY_STOPPING, verbose=False)],
-    )
+    model = fit_protocol_model(train_x, train_y, "regression", seed)
     pred = model.predict(test_x, num_iteration=model.best_iteration)
     return float(np.sqrt(np.mean((test_y - pred) ** 2)))
 
@@ -112,10 +100,5 @@ def test_a_planted_interaction_is_selected_and_its_lift_on_fresh_rows_lies_in_it
     x = df.select("x1", "x2", "x3").to_numpy()
     fx = fresh.select("x1", "x2", "x3").to_numpy()
     y, fy = df["y"].to_numpy(), fresh["y"].to_numpy()
-    lifts = [
-        _protocol_rmse(x, y, fx, fy, s)
-        - _protocol_rmse(np.column_stack([x, product]), y, np.column_stack([fx, fresh_product]), fy, s)
-        for s in range(3)
-    ]
-    realized = float(np.mean(lifts))
+    realized = realized_lift(_protocol_rmse, x, y, fx, fy, product, fresh_product)
     assert claim.ci_low <= realized <= claim.ci_high, (realized, claim.reason)

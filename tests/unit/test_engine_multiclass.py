@@ -17,6 +17,7 @@ from processors.engine import evaluate_round, plan_folds, prepare_base
 from processors.engine.report import RoundReport
 from processors.engine.scoring import FitJob, fit_and_score, lift_of, metric_name, multiclass_log_loss
 from processors.engine.screening import screen_candidates
+from tests.protocol_model import fit_protocol_model, realized_lift
 
 CLASSES = np.array(["high", "low", "mid"])
 
@@ -103,12 +104,7 @@ def test_a_planted_ratio_is_selected_its_claim_holds_on_fresh_rows_and_noise_is_
     fresh, fresh_ratio = _segments(20_000, seed=4)
     x, fx = df.select("a", "b", "c").to_numpy(), fresh.select("a", "b", "c").to_numpy()
     y, fy = (np.searchsorted(CLASSES, t["segment"].to_numpy()).astype(np.float64) for t in (df, fresh))
-    lifts = [
-        _protocol_log_loss(x, y, fx, fy, s)
-        - _protocol_log_loss(np.column_stack([x, ratio]), y, np.column_stack([fx, fresh_ratio]), fy, s)
-        for s in range(3)
-    ]
-    realized = float(np.mean(lifts))
+    realized = realized_lift(_protocol_log_loss, x, y, fx, fy, ratio, fresh_ratio)
     assert claim.ci_low <= realized <= claim.ci_high, (realized, claim.reason)
 
 
@@ -125,20 +121,7 @@ def test_a_permuted_multiclass_target_selects_nothing() -> None:
 def _protocol_log_loss(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
 ) -> float:
-    from processors.engine.lgbm import import_lightgbm
-    from processors.engine.scoring import PROTOCOL_EARLY_STOPPING, PROTOCOL_ROUNDS, protocol_params
-
-    lgb = import_lightgbm()
-    order = np.random.default_rng(seed).permutation(train_x.shape[0])
-    stop, fit = order[: len(order) // 5], order[len(order) // 5 :]
-    data = lgb.Dataset(train_x[fit], train_y[fit])
-    model = lgb.train(
-        protocol_params("multiclass", seed, n_classes=3),
-        data,
-        PROTOCOL_ROUNDS,
-        valid_sets=[lgb.Dataset(train_x[stop], train_y[stop], reference=data)],
-        callbacks=[lgb.early_stopping(PROTOCOL_EARLY_STOPPING, verbose=False)],
-    )
+    model = fit_protocol_model(train_x, train_y, "multiclass", seed, n_classes=3)
     raw = model.predict(test_x, num_iteration=model.best_iteration, raw_score=True)
     return multiclass_log_loss(test_y, np.asarray(raw))
 
