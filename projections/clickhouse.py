@@ -362,6 +362,7 @@ class ClickHouseAuditLog:
         )
         for row in rows:
             row["id"] = str(row["id"])
+            row["time"] = _utc(row["time"])  # chdb hands back naive datetimes: they are UTC
         return rows
 
 
