@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 
 from domain import validation
+from domain.envelope import LOCAL_USER
 from domain.errors import InvalidInput
 from gateway.settings import Settings
 from projections import directory
@@ -122,6 +123,12 @@ def create_api_key(settings: Settings, tenant: str, role: str, *, db: Database |
             database.close()
 
 
+# Actors the platform writes itself: an API key (`key:<id>`), a person at the command line
+# (`user:<login>`, whose actions the audit trail derives from the log) and the agents. A token
+# whose subject looked like one would pass for it in the log and the audit trail.
+RESERVED_ACTORS = ("key:", LOCAL_USER, "agent:")
+
+
 def key_id_of(key: str) -> str:
     """The public id inside an API key (`afep_<key id>_<secret>`)."""
     return key.removeprefix(KEY_PREFIX).split("_", 1)[0]
@@ -185,6 +192,11 @@ def _from_jwt(settings: Settings, db: Database, token: str) -> Principal:
         )
     except jwt.PyJWTError as error:
         raise Unauthenticated(f"the bearer token was rejected ({error}); obtain a fresh token") from None
+    if str(claims["sub"]).startswith(RESERVED_ACTORS):
+        raise Unauthenticated(
+            f"the token's subject {str(claims['sub'])[:60]!r} starts with one of {', '.join(RESERVED_ACTORS)}, "
+            "which name API keys, command-line users and agents in the log; issue it for another subject"
+        )
     tenant = claims.get("tenant") or claims.get("tid")
     role = claims.get("role") or next(iter(claims.get("roles") or []), None)
     if not tenant or not role:

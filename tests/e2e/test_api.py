@@ -293,6 +293,11 @@ def test_jwt_hs256_and_bad_tokens(api: Api) -> None:
     )
     r = api.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401 and "rejected" in r.json()["detail"]
+    # a subject that names a command-line user, an agent or an API key would pass for one in the log
+    for subject in ("user:carol", "agent:evaluation", "key:0123abcd"):
+        spoof = issue_token(api.settings, subject, "acme", "Admin")
+        r = api.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {spoof}"})
+        assert r.status_code == 401 and "issue it for another subject" in r.json()["detail"], r.json()
 
 
 def test_history_and_as_of(api: Api) -> None:
