@@ -403,7 +403,8 @@ def test_a_second_round_keeps_the_jobs_step_and_starts_from_the_first_rounds_res
     data_dir = tmp_path / "state"
     run = afep(
         "run", str(tmp_path / "smooth.csv"), "--target", "y", "--task", "regression", "--max-rounds", "2",
-        "--out", str(tmp_path / "out"), "--data-dir", str(data_dir), "--quiet", cwd=tmp_path,
+        # a budget no busy machine spends in round 1: the planner starts round 2 only with time left
+        "--budget", "900", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir), "--quiet", cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     with sqlite3.connect(data_dir / "events.db") as conn:
