@@ -96,8 +96,11 @@ def readmodel_db(settings: Settings) -> Database:
     return Database(settings.database_url or settings.readmodel_db_path)
 
 
-def create_api_key(settings: Settings, tenant: str, role: str, *, db: Database | None = None) -> str:
+def create_api_key(
+    settings: Settings, tenant: str, role: str, *, db: Database | None = None, actor: str | None = None
+) -> str:
     """Mint an API key for `tenant` with `role`. Only its SHA-256 is stored; show the key once.
+    `actor`: the person at the command line, whose act goes to the audit outbox.
 
     Raises directory.TenantDeleted for a tenant a platform admin deleted, ValueError for a
     tenant that is not an id (an empty one, spaces, `/`).
@@ -116,7 +119,7 @@ def create_api_key(settings: Settings, tenant: str, role: str, *, db: Database |
         directory.create_tables(database)
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        directory.store_api_key(database, key, key_id, tenant, parsed.value, datetime.now(UTC))
+        directory.store_api_key(database, key, key_id, tenant, parsed.value, datetime.now(UTC), actor=actor)
         return key
     finally:
         if own:

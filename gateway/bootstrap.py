@@ -42,6 +42,7 @@ class Services:
     owns_store: bool = False
     heartbeat_seconds: float = 15.0
     poll_seconds: float = 0.02
+    outbox_seconds: float = 1.0  # how often `afep keys`/`afep tenants` acts are copied into the audit trail
     log_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     projections_due: asyncio.Event = field(default_factory=asyncio.Event)
     head: int = 0
@@ -96,15 +97,20 @@ class Services:
             await asyncio.sleep(self.poll_seconds)
 
     async def run_projections(self) -> None:
-        """Catch the read models and ClickHouse up, off the SSE path (chdb inserts take tens of ms)."""
+        """Catch the read models and ClickHouse up, off the SSE path (chdb inserts take tens of ms), and
+        drain the directory's audit outbox into the trail (the CLI cannot write chdb while we own it)."""
         while True:
-            await self.projections_due.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.projections_due.wait(), self.outbox_seconds)
+            due = self.projections_due.is_set()
             self.projections_due.clear()
             try:
-                await anyio.to_thread.run_sync(self.projector.catch_up)
-                await anyio.to_thread.run_sync(self.events_projection.catch_up)
+                if due:
+                    await anyio.to_thread.run_sync(self.projector.catch_up)
+                    await anyio.to_thread.run_sync(self.events_projection.catch_up)
+                await anyio.to_thread.run_sync(self.audit.drain, self.db)
             except Exception:
-                log.exception("projecting the event log failed; retrying")
+                log.exception("projecting the event log or the audit outbox failed; retrying")
                 await asyncio.sleep(1.0)
                 self.projections_due.set()
 

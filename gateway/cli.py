@@ -476,7 +476,7 @@ def keys_create(
 
     try:
         parse_role(role)
-        key = create_api_key(_settings(data_dir), tenant, role)
+        key = create_api_key(_settings(data_dir), tenant, role, actor=_actor())
     except (ValueError, TenantDeleted) as error:
         raise UsageError(str(error)) from None
     console.print(key)
@@ -532,7 +532,7 @@ def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
     from projections.directory import revoke_api_key
 
     with _directory(data_dir) as db:
-        row = revoke_api_key(db, key_id, datetime.now(UTC))
+        row = revoke_api_key(db, key_id, datetime.now(UTC), actor=_actor())
     if row is None:
         raise UsageError(f"no API key {key_id!r}; see `afep keys list`")
     console.print(f"revoked key {key_id} of tenant {row['tenant_id']} at {row['revoked_at']}")
@@ -544,13 +544,14 @@ def keys_rotate_secret(data_dir: DataDir = None) -> None:
 
     Set AFEP_SECRET_KEYS_OLD to the previous secret(s) first, so that they can be decrypted.
     """
+    from gateway.auth import PLATFORM_TENANT
     from projections.directory import rotate_secrets
 
     secrets = _settings(data_dir).connection_secrets
     if not secrets:
         raise UsageError("set AFEP_SECRET_KEY to the new secret (and AFEP_SECRET_KEYS_OLD to the old ones)")
     with _directory(data_dir) as db:
-        rotated, stuck = rotate_secrets(db, secrets)
+        rotated, stuck = rotate_secrets(db, secrets, actor=_actor(), at=datetime.now(UTC), tenant_id=PLATFORM_TENANT)
     console.print(f"re-encrypted {rotated} connection(s) under the current AFEP_SECRET_KEY")
     if stuck:
         raise UsageError(
@@ -574,7 +575,7 @@ def tenants_set_tier(
 
     with _directory(data_dir) as db:
         try:
-            set_tier(db, tenant, tier, datetime.now(UTC))
+            set_tier(db, tenant, tier, datetime.now(UTC), actor=_actor())
         except ValueError as error:
             raise UsageError(str(error)) from None
     console.print(_tier_note(tenant, tier).split(";")[0])

@@ -171,9 +171,11 @@ def projector(
     """Feed the read models (and ClickHouse events, with AFEP_CLICKHOUSE_URL) from the Kafka topics.
 
     Without a ClickHouse server the events table lives in embedded chdb, which one process
-    owns (the API's); this projector then feeds the SQL read models only.
+    owns (the API's); this projector then feeds the SQL read models only. With one, it also
+    drains the key directory's audit outbox (`afep keys`, `afep tenants`) into the audit trail.
     """
     from processors.kafka.worker import build_projector_app, run
+    from projections import directory
     from projections.clickhouse import ClickHouse, ClickHouseEventsProjection
     from projections.database import Database
     from projections.projector import Projector
@@ -189,6 +191,8 @@ def projector(
         ClickHouse(url=settings.clickhouse_url, path=settings.clickhouse_path) if settings.clickhouse_url else None
     )
     events = ClickHouseEventsProjection(clickhouse, store) if clickhouse is not None else None
+    if events is not None:
+        directory.create_tables(db)
 
     def catch_up() -> None:
         readmodels.catch_up()
@@ -201,6 +205,7 @@ def projector(
         instance_id=instance or f"{socket.gethostname()}-{os.getpid()}",
         data_dir=settings.data_dir,
         heartbeat=heartbeat(settings, "projector"),
+        tick=(lambda: drain_outbox(events, db)) if events is not None else None,
     )
     try:
         run(app, loglevel=log_level)
@@ -241,3 +246,12 @@ def register(app: typer.Typer, jobs_app: typer.Typer) -> None:
     app.command()(projector)
     app.command()(health)
     jobs_app.command("trace")(jobs_trace)
+
+
+def drain_outbox(events: Any, db: Any) -> None:
+    """The projector's tick: the audit outbox into the trail. A failure is logged and the next
+    tick retries (the rows stay in the outbox): it must not stop the projector's consumer."""
+    try:
+        events.audit.drain(db)
+    except Exception:  # ClickHouse or the directory down: the rows wait for the next tick
+        logging.getLogger("afep.projector").exception("copying the audit outbox into the trail failed; retrying")

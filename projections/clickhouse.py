@@ -13,7 +13,8 @@ the insert succeeded; the projector resumes from it.
 The same projection derives the audit rows of what people did at the command line
 (`projections/audit.py`; the gateway audits API requests itself). Such a row's id is its
 event's id: a replayed event finds its row and writes nothing, and `search` keeps one row
-per id for two writers racing on the same batch.
+per id for two writers racing on the same batch. `ClickHouseAuditLog.drain` copies in what
+`afep keys` and `afep tenants` did, which changes the key directory, not the log.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from typing import Any, TypeVar
 from commands.store import EventStore
 from domain import job
 from domain.envelope import Envelope
+from projections import directory
 from projections.audit import user_action
+from projections.database import Database
 from schemas.codec import event_to_dict
 
 log = logging.getLogger("afep.projections")
@@ -321,6 +324,32 @@ class ClickHouseAuditLog:
         if fresh:
             self.ch.insert("audit", fresh, AUDIT_COLUMNS)
         return len(fresh)
+
+    def drain(self, db: Database, limit: int = 1000) -> int:
+        """Copy up to `limit` rows of the directory's audit outbox in, then delete them; returns how many.
+        Each keeps its outbox id, so rows a crash left in the outbox after their copy are not copied twice."""
+        rows = directory.audit_outbox(db, limit)
+        if rows:
+            entries = {
+                uuid.UUID(row["id"]): AuditRecord(
+                    actor=row["actor"],
+                    tenant_id=row["tenant_id"],
+                    role="",  # a local user holds no API role
+                    action=row["action"],
+                    resource_type=row["resource_type"],
+                    resource_id=row["resource_id"],
+                    previous_state=row["previous_state"],
+                    new_state=row["new_state"],
+                    source_ip="",
+                    user_agent="",
+                    status_code=0,  # no HTTP request
+                    time=datetime.fromisoformat(row["at"]),
+                )
+                for row in rows
+            }
+            self.record_once(entries)
+            directory.forget_audit(db, [row["id"] for row in rows])
+        return len(rows)
 
     def search(
         self,

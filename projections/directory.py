@@ -8,6 +8,10 @@ until `afep keys rotate-secret` re-encrypts everything under the current one.
 
 Project and connection ids are scoped per tenant: the primary key is (tenant_id, id).
 A tenant is deleted softly (`deleted_at`): its keys are revoked, its records stay.
+
+What a person changes here at the command line (`afep keys`, `afep tenants`; `actor` given) goes,
+in the same transaction, into an audit outbox: the process that owns the audit trail copies it in
+(`ClickHouseAuditLog.drain`) under the row's id, so a crash before the delete copies nothing twice.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -43,6 +48,10 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS {api_keys} (
         key_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL, role TEXT NOT NULL,
         created_at TEXT NOT NULL, revoked_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS {audit_outbox} (
+        id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, tenant_id TEXT NOT NULL, action TEXT NOT NULL,
+        resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, previous_state TEXT NOT NULL,
+        new_state TEXT NOT NULL)""",
 )
 _PUBLIC = {
     "tenants": "id, name, slug, tier, settings, created_at, updated_at, deleted_at",
@@ -132,6 +141,39 @@ def _json(row: Row | None, *columns: str) -> Row | None:
     return row
 
 
+def _audit(
+    tx: Tx,
+    actor: str | None,
+    at: datetime,
+    tenant_id: str,
+    action: str,
+    resource: tuple[str, str],
+    previous: Any,
+    new: Any,
+) -> None:
+    """The outbox row of a person's change, named and stated as the API's audit row (never a key or secret)."""
+    if actor is None:
+        return
+    states = ["" if s is None else json.dumps(s, default=str, sort_keys=True) for s in (previous, new)]
+    tx.execute(
+        """INSERT INTO {audit_outbox} (id, at, actor, tenant_id, action, resource_type, resource_id,
+            previous_state, new_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (str(uuid.uuid4()), iso(at), actor, tenant_id, action, *resource, *states),
+    )
+
+
+def audit_outbox(db: Database, limit: int = 1000) -> list[Row]:
+    with db.transaction(write=False) as tx:
+        return tx.all("SELECT * FROM {audit_outbox} ORDER BY at, id LIMIT ?", (limit,))
+
+
+def forget_audit(db: Database, ids: Sequence[str]) -> None:
+    """Drop outbox rows once they are in the audit trail."""
+    with db.transaction() as tx:
+        for audit_id in ids:
+            tx.execute("DELETE FROM {audit_outbox} WHERE id = ?", (audit_id,))
+
+
 # ------------------------------------------------------------------ tenants
 
 
@@ -149,7 +191,11 @@ def create_tenant(db: Database, tenant_id: str, name: str, slug: str, tier: str,
 
 def get_tenant(db: Database, tenant_id: str) -> Row | None:
     with db.transaction(write=False) as tx:
-        return _json(tx.one(f"SELECT {_PUBLIC['tenants']} FROM {{tenants}} WHERE id = ?", (tenant_id,)), "settings")
+        return _tenant(tx, tenant_id)
+
+
+def _tenant(tx: Tx, tenant_id: str) -> Row | None:
+    return _json(tx.one(f"SELECT {_PUBLIC['tenants']} FROM {{tenants}} WHERE id = ?", (tenant_id,)), "settings")
 
 
 def tenant_tier(db: Database, tenant_id: str) -> str:
@@ -205,12 +251,15 @@ def _ensure_tenant(tx: Tx, tenant_id: str, at: datetime) -> None:
     )
 
 
-def set_tier(db: Database, tenant_id: str, tier: str, at: datetime) -> Row:
+def set_tier(db: Database, tenant_id: str, tier: str, at: datetime, *, actor: str | None = None) -> Row:
+    """`actor`: the person at the command line, audited as `tenant.set_tier`."""
     if tier not in TIERS:
         raise ValueError(f"tier {tier!r} is unknown; use one of: {', '.join(TIERS)}")
     with db.transaction() as tx:
+        before = _tenant(tx, tenant_id)
         _ensure_tenant(tx, tenant_id, at)
         tx.execute("UPDATE {tenants} SET tier = ?, updated_at = ? WHERE id = ?", (tier, iso(at), tenant_id))
+        _audit(tx, actor, at, tenant_id, "tenant.set_tier", ("tenant", tenant_id), before, _tenant(tx, tenant_id))
     return get_tenant(db, tenant_id)  # type: ignore[return-value]
 
 
@@ -347,10 +396,13 @@ def connection_uri(db: Database, secrets: str | Sequence[str], tenant_id: str, c
         raise UndecryptableConnection(connection_id) from None
 
 
-def rotate_secrets(db: Database, secrets: Sequence[str]) -> tuple[int, list[str]]:
+def rotate_secrets(
+    db: Database, secrets: Sequence[str], *, actor: str | None = None, at: datetime | None = None, tenant_id: str = ""
+) -> tuple[int, list[str]]:
     """Re-encrypt every connection under the first of `secrets`.
 
-    Returns (how many were re-encrypted, "tenant/id" of those no secret decrypts).
+    Returns (how many were re-encrypted, "tenant/id" of those no secret decrypts). `actor`: the
+    person at the command line, audited as `connection.rotate_secret` in `tenant_id`'s trail at `at`.
     """
     keys = cipher(secrets)
     rotated, stuck = 0, []
@@ -366,6 +418,10 @@ def rotate_secrets(db: Database, secrets: Sequence[str]) -> tuple[int, list[str]
                 (fresh, row["tenant_id"], row["id"]),
             )
             rotated += 1
+        outcome = {"reencrypted": rotated, "undecryptable": stuck}
+        _audit(
+            tx, actor, at or datetime.now(UTC), tenant_id, "connection.rotate_secret", ("connection", ""), None, outcome
+        )
     return rotated, stuck
 
 
@@ -401,7 +457,10 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def store_api_key(db: Database, key: str, key_id: str, tenant_id: str, role: str, at: datetime) -> None:
+def store_api_key(
+    db: Database, key: str, key_id: str, tenant_id: str, role: str, at: datetime, *, actor: str | None = None
+) -> None:
+    """`actor`: the person at the command line, audited as `key.create` (the key id, never the key)."""
     with db.transaction() as tx:
         if tx.scalar("SELECT deleted_at FROM {tenants} WHERE id = ?", (tenant_id,)) is not None:
             raise TenantDeleted(tenant_id)
@@ -409,6 +468,7 @@ def store_api_key(db: Database, key: str, key_id: str, tenant_id: str, role: str
             "INSERT INTO {api_keys} (key_hash, key_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?, ?)",
             (hash_key(key), key_id, tenant_id, role, iso(at)),
         )
+        _audit(tx, actor, at, tenant_id, "key.create", ("api_key", key_id), None, _key(tx, key_id))
 
 
 def find_api_key(db: Database, key: str) -> Row | None:
@@ -433,11 +493,20 @@ def list_api_keys(db: Database, tenant_id: str | None) -> list[Row]:
 
 def get_api_key(db: Database, key_id: str) -> Row | None:
     with db.transaction(write=False) as tx:
-        return tx.one(f"SELECT {_KEY_COLUMNS} FROM {{api_keys}} WHERE key_id = ?", (key_id,))
+        return _key(tx, key_id)
 
 
-def revoke_api_key(db: Database, key_id: str, at: datetime) -> Row | None:
-    """Revoke the key (idempotent); None when there is no such key."""
+def _key(tx: Tx, key_id: str) -> Row | None:
+    return tx.one(f"SELECT {_KEY_COLUMNS} FROM {{api_keys}} WHERE key_id = ?", (key_id,))
+
+
+def revoke_api_key(db: Database, key_id: str, at: datetime, *, actor: str | None = None) -> Row | None:
+    """Revoke the key (idempotent); None when there is no such key. `actor`: the person at the
+    command line, audited as `key.revoke`."""
     with db.transaction() as tx:
+        before = _key(tx, key_id)
         tx.execute("UPDATE {api_keys} SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (iso(at), key_id))
-    return get_api_key(db, key_id)
+        after = _key(tx, key_id)
+        if before is not None:
+            _audit(tx, actor, at, before["tenant_id"], "key.revoke", ("api_key", key_id), before, after)
+    return after

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,8 +21,9 @@ from commands.unit_of_work import execute
 from domain import feature
 from domain.envelope import Context
 from gateway.app import create_app
-from gateway.auth import create_api_key, issue_token
+from gateway.auth import create_api_key, issue_token, key_id_of
 from gateway.settings import Settings
+from projections import directory
 
 pytestmark = pytest.mark.clickhouse
 
@@ -227,22 +234,29 @@ def test_a_feature_store_sync_is_for_approvers_and_approved_features(api: Api) -
     assert [(r["resource_id"], r["previous_state"], r["new_state"]) for r in audit] == [("f1", "approved", "approved")]
 
 
-def test_command_line_approvals_and_deprecations_are_in_the_audit_trail_once(api: Api) -> None:
-    import os
-    import subprocess
-    import sys
-    import time
+def carol(api: Api) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`afep ARGS` as user carol, in another process, on the API's data dir (and secret)."""
+    env = {
+        **os.environ,
+        "USER": "carol",
+        "AFEP_SECRET_KEY": api.settings.secret_key,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
 
+    def afep(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(api.settings.data_dir)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    return afep
+
+
+def test_command_line_approvals_and_deprecations_are_in_the_audit_trail_once(api: Api) -> None:
     admin = api.key("acme", "admin")
     project(api, admin)
     job_id = str(new_job(api, admin)["id"])
     select_feature(api, job_id, "f1", "acme")
     select_feature(api, job_id, "f2", "acme")
-    env = {**os.environ, "USER": "carol", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-
-    def afep(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(api.settings.data_dir)]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    afep = carol(api)
 
     # the feature store then says the job has no dataset to serve (its agents never ran): the approval stands
     approved = afep("features", "approve", "f1", "--comment", "ship")
@@ -277,6 +291,64 @@ def test_command_line_approvals_and_deprecations_are_in_the_audit_trail_once(api
     services.events_projection.rebuild()
     assert trail() == expected
     assert services.clickhouse.rows("SELECT count() AS n FROM audit WHERE actor = 'user:carol'")[0]["n"] == 2
+
+
+def test_command_line_key_and_tier_changes_are_in_the_audit_trail_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    afep = carol(api)
+    admin, operator = api.key("acme", "admin"), api.key("platform", "admin")
+    # a crash after the copy into the trail, before the delete: every drain copies the outbox again
+    monkeypatch.setattr(directory, "forget_audit", lambda db, ids: None)
+    key = afep("keys", "create", "--tenant", "acme", "--role", "admin").stdout.strip()
+    key_id = key_id_of(key)
+    for done in (
+        afep("keys", "revoke", key_id),
+        afep("tenants", "set-tier", "acme", "pro"),
+        afep("keys", "rotate-secret"),
+    ):
+        assert done.returncode == 0, done.stdout + done.stderr
+    made = api.client.post("/api/v1/keys", json={"role": "viewer"}, headers=admin)  # the API's own row, to compare
+    assert made.status_code == 201, made.text
+
+    def trail(headers: dict[str, str]) -> list[dict[str, Any]]:
+        r = api.client.get("/api/v1/audit", params={"actor": "user:carol"}, headers=headers)
+        return r.json()["items"]  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 30  # the server drains the outbox in the background
+    while len(trail(admin)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    assert services.audit.drain(services.db) == 4 and services.audit.drain(services.db) == 4
+    rows = trail(admin)
+    assert [(r["action"], r["resource_type"], r["resource_id"]) for r in rows] == [
+        ("tenant.set_tier", "tenant", "acme"),
+        ("key.revoke", "api_key", key_id),
+        ("key.create", "api_key", key_id),
+    ]
+    assert {(r["tenant_id"], r["role"], r["status_code"], r["source_ip"]) for r in rows} == {("acme", "", 0, "")}
+    tier, revoke, create = ({k: json.loads(r[k] or "null") for k in ("previous_state", "new_state")} for r in rows)
+    by_api = api.client.get("/api/v1/audit", params={"action": "key.create"}, headers=admin).json()["items"]
+    api_state = json.loads(next(r for r in by_api if r["actor"].startswith("key:"))["new_state"])
+    assert create["previous_state"] is None and create["new_state"].keys() == api_state.keys()
+    assert create["new_state"] | {"created_at": None} == {
+        "key_id": key_id,
+        "tenant_id": "acme",
+        "role": "admin",
+        "created_at": None,
+        "revoked_at": None,
+    }
+    assert revoke["previous_state"]["revoked_at"] is None and revoke["new_state"]["revoked_at"]
+    assert tier["new_state"]["tier"] == "pro"
+    (rotation,) = trail(operator)
+    assert (rotation["tenant_id"], rotation["action"]) == ("platform", "connection.rotate_secret")
+    assert json.loads(rotation["new_state"]) == {"reencrypted": 0, "undecryptable": []}
+    everything = str(services.clickhouse.rows("SELECT * FROM audit"))
+    assert key not in everything and directory.hash_key(key) not in everything  # neither the key nor its hash
+    assert services.clickhouse.rows("SELECT count() AS n FROM audit WHERE actor = 'user:carol'")[0]["n"] == 4
+    monkeypatch.undo()
+    services.audit.drain(services.db)
+    assert directory.audit_outbox(services.db) == [] and len(trail(admin)) == 3
 
 
 def test_jwt_hs256_and_bad_tokens(api: Api) -> None:

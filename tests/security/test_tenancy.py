@@ -7,6 +7,7 @@ rotate, every refusal is audited, and one process owns a data dir.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -234,6 +235,33 @@ def test_keys_are_listed_created_and_revoked_within_a_tenant(hostile: Any) -> No
             carol.close()
         unknown = _cli(api, "keys", "revoke", "feedfacecafe")
         assert isinstance(unknown.exception, UsageError) and "afep keys list" in str(unknown.exception)
+
+
+def test_key_and_tier_changes_at_the_command_line_are_audited_once(hostile: Any) -> None:
+    with hostile() as api:
+        alice = api.client("alice")
+        made = _cli(api, "keys", "create", "--tenant", "alice", "--role", "viewer", USER="carol")
+        assert made.exit_code == 0, made.output
+        key = made.stdout.split()[0]
+        assert _cli(api, "keys", "revoke", key_id_of(key), USER="carol").exit_code == 0
+        assert _cli(api, "tenants", "set-tier", "alice", "enterprise", USER="carol").exit_code == 0
+        deadline = time.monotonic() + 30  # the server copies the directory's audit outbox in the background
+        while len(_audit(alice, actor="user:carol")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)  # another drain or two: still one row each
+        rows = _audit(alice, actor="user:carol")
+        assert [(r["action"], r["resource_id"]) for r in rows] == [
+            ("tenant.set_tier", "alice"),
+            ("key.revoke", key_id_of(key)),
+            ("key.create", key_id_of(key)),
+        ]
+        assert json.loads(rows[0]["new_state"])["tier"] == "enterprise"
+        assert key not in str(rows) and directory.hash_key(key) not in str(rows)
+        db = _db(api)
+        try:
+            assert directory.audit_outbox(db) == []
+        finally:
+            db.close()
 
 
 def test_refusals_are_audited(hostile: Any) -> None:
