@@ -84,7 +84,12 @@ def run(
         str, typer.Argument(help="CSV/Parquet path, or sqlite:///, duckdb:///, postgresql://, mysql:// URI")
     ],
     target: Annotated[str, typer.Option(help="column to predict")],
-    task: Annotated[str, typer.Option(help="auto | classification | regression")] = "auto",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="auto | classification (2 classes: ROC AUC; 3 to 20: multiclass log loss) | regression (RMSE)"
+        ),
+    ] = "auto",
     budget: Annotated[
         float,
         typer.Option(

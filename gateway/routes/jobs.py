@@ -35,7 +35,11 @@ class JobRequest(RequestBody):
     connection_id: ClientId | None = None
     table: Name | None = None
     target: Name = Field(min_length=1)
-    task: str = Field(default="auto", pattern="^(auto|classification|regression)$")
+    task: str = Field(
+        default="auto",
+        pattern="^(auto|classification|regression)$",
+        description="classification: 2 classes (ROC AUC) or 3 to 20 (multiclass log loss); regression: RMSE",
+    )
     budget_seconds: Budget = 600.0
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     max_rounds: int = Field(default=job.DEFAULT_MAX_ROUNDS, ge=1, le=100)
