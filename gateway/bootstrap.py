@@ -100,8 +100,11 @@ class Services:
         """Catch the read models and ClickHouse up, off the SSE path (chdb inserts take tens of ms), and
         drain the directory's audit outbox into the trail (the CLI cannot write chdb while we own it)."""
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # arrives as the event is set, and the lifespan's shutdown then waits for this loop forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.projections_due.wait(), self.outbox_seconds)
+                async with asyncio.timeout(self.outbox_seconds):
+                    await self.projections_due.wait()
             due = self.projections_due.is_set()
             self.projections_due.clear()
             try:
